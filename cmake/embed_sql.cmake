@@ -1,0 +1,17 @@
+# Turns the migration files into a C array of {version, name, sql} entries.
+# Each file is named NNN_description.sql; NNN is its schema version.
+set(body "/* Generated from the files in sql/ by cmake/embed_sql.cmake. Do not edit. */\n#include \"schema.h\"\n\nconst cairn__migration cairn__migrations[] = {\n")
+set(count 0)
+foreach(f ${FILES})
+  get_filename_component(base ${f} NAME_WE)
+  string(REGEX MATCH "^[0-9]+" ver ${base})
+  math(EXPR ver "${ver}")
+  file(READ ${f} sql)
+  string(REPLACE "\\" "\\\\" sql "${sql}")
+  string(REPLACE "\"" "\\\"" sql "${sql}")
+  string(REPLACE "\n" "\\n\"\n\"" sql "${sql}")
+  string(APPEND body "  {${ver}, \"${base}\",\n\"${sql}\"},\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND body "};\nconst int cairn__migration_count = ${count};\n")
+file(WRITE ${OUT} "${body}")

@@ -1,0 +1,322 @@
+/*
+ * cairn: durable workflows whose state lives in the application's own
+ * PostgreSQL database.
+ *
+ * A workflow is an ordinary C function made of steps. Each completed step
+ * leaves a checkpoint row in Postgres; after a crash the workflow runs again
+ * from the top and every step that already has a checkpoint returns its
+ * recorded result instead of running again.
+ *
+ * Conventions used throughout this header:
+ *   - Functions return an int: CAIRN_OK (0) on success, a negative CAIRN_E*
+ *     code on failure. cairn_strerror() names a code; cairn_errmsg() gives
+ *     the detailed message of the last failure on a handle.
+ *   - Payloads (inputs, outputs, errors) are UTF-8 JSON text.
+ *   - Every pointer the library returns through an out-parameter is owned by
+ *     the caller and is released with cairn_free(), unless the declaration
+ *     says "borrowed".
+ *
+ * Thread safety: a cairn handle may be used by any number of threads at
+ * once, except that cairn_close() must not race any other call on the same
+ * handle. A cairn_ctx or cairn_step_ctx belongs to the thread running the
+ * workflow or step it was passed to and must not be used elsewhere or after
+ * that function returns.
+ */
+#ifndef CAIRN_H
+#define CAIRN_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CAIRN_API __attribute__((visibility("default")))
+#define CAIRN_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CAIRN_API
+#define CAIRN_PRINTF(f, a)
+#endif
+
+#define CAIRN_VERSION_MAJOR 0
+#define CAIRN_VERSION_MINOR 1
+#define CAIRN_VERSION_PATCH 0
+#define CAIRN_VERSION_STRING "0.1.0"
+
+/* Result codes. */
+enum {
+    CAIRN_OK = 0,
+    CAIRN_EINVAL = -1,     /* an argument is malformed (NULL, empty, too long, control characters) */
+    CAIRN_EJSON = -2,      /* a payload is not valid UTF-8 JSON text */
+    CAIRN_ETOOBIG = -3,    /* a payload is larger than the handle's max_payload */
+    CAIRN_ENOTFOUND = -4,  /* no such workflow (unregistered name or unknown ID) */
+    CAIRN_ECONFLICT = -5,  /* the ID already names a workflow of another name */
+    CAIRN_EDB = -6,        /* the database refused a statement; see cairn_sqlstate() */
+    CAIRN_ECONN = -7,      /* the database could not be reached in time */
+    CAIRN_ETIMEDOUT = -8,  /* the wait ended before the workflow did */
+    CAIRN_ESTEP = -9,      /* a step failed after all its attempts; the failure is recorded */
+    CAIRN_ENONDET = -10,   /* replay diverged from the recorded steps */
+    CAIRN_ESHUTDOWN = -11, /* the handle is closing; the workflow will resume later */
+    CAIRN_ENOMEM = -12,    /* out of memory */
+    CAIRN_EMISUSE = -13,   /* the call is not allowed in the handle's current state */
+    CAIRN_ESCHEMA = -14,   /* the database schema cannot be used by this library */
+    CAIRN_EFAIL = -15      /* generic failure reported by workflow or step code */
+};
+
+/* Workflow status, as stored in cairn.workflows.status. */
+typedef enum cairn_status {
+    CAIRN_STATUS_UNKNOWN = 0,
+    CAIRN_STATUS_ENQUEUED,    /* waiting in a queue for an executor */
+    CAIRN_STATUS_PENDING,     /* owned by an executor: running or to be resumed */
+    CAIRN_STATUS_SUCCESS,     /* finished; output recorded */
+    CAIRN_STATUS_ERROR,       /* finished with an error; error recorded */
+    CAIRN_STATUS_CANCELLED,   /* stopped by a cancel request */
+    CAIRN_STATUS_DEAD_LETTER  /* crashed its executor too many times; left for an operator */
+} cairn_status;
+
+typedef struct cairn cairn;                 /* a connection to one database plus its executors */
+typedef struct cairn_ctx cairn_ctx;         /* the running workflow, passed to workflow code */
+typedef struct cairn_step_ctx cairn_step_ctx; /* the running step, passed to step code */
+
+/*
+ * Log levels and the logger callback. The message is borrowed for the
+ * duration of the call. The callback may be called from any thread.
+ */
+enum { CAIRN_LOG_DEBUG = 0, CAIRN_LOG_INFO = 1, CAIRN_LOG_WARN = 2, CAIRN_LOG_ERROR = 3 };
+typedef void (*cairn_log_fn)(void *udata, int level, const char *message);
+
+/* Flags for cairn_options.flags. */
+#define CAIRN_NO_MIGRATE 0x1u  /* do not apply migrations in cairn_open(); fail if the schema is missing */
+
+/*
+ * Options for cairn_open(). Zero-initialise, set size to sizeof(cairn_options),
+ * then set what you need; every zero field takes its default. New fields are
+ * only ever appended, so old callers keep working.
+ */
+typedef struct cairn_options {
+    size_t size;               /* sizeof(cairn_options) */
+    const char *conninfo;      /* libpq conninfo or URL; NULL: $CAIRN_DATABASE_URL, else libpq's PG* environment */
+    const char *executor_id;   /* this process's identity; NULL: $CAIRN_EXECUTOR_ID, else "local" */
+    int workers;               /* executor threads; 0: 16 */
+    int commit_connections;    /* connections that write checkpoints, each commit shared by many workflows; 0: 2 */
+    int pool_connections;      /* connections for reads, recovery and API calls; 0: 4 */
+    int max_attempts;          /* executions of one workflow before it is dead-lettered; 0: 20 */
+    size_t max_payload;        /* largest accepted payload in bytes; 0: 16 MiB */
+    int connect_timeout_ms;    /* how long API calls wait for an unreachable database; 0: 10000 */
+    unsigned flags;            /* CAIRN_NO_MIGRATE */
+    cairn_log_fn log;          /* NULL: warnings and errors to stderr */
+    void *log_udata;           /* passed to log */
+    int log_level;             /* lowest level passed to log; 0 means CAIRN_LOG_DEBUG only if log is set, else WARN */
+} cairn_options;
+
+/*
+ * Retry policy for a step. Attempt n (n >= 2) starts after
+ * min(base_ms * factor^(n-2), cap_ms) milliseconds.
+ */
+typedef struct cairn_retry {
+    int max_attempts;  /* total attempts including the first; 0 or 1: no retries */
+    int base_ms;       /* delay before the second attempt; 0: 100 */
+    double factor;     /* growth per attempt; 0: 2.0 */
+    int cap_ms;        /* largest delay; 0: 30000 */
+} cairn_retry;
+
+/*
+ * Workflow code. input is borrowed JSON text. On success set *output to a
+ * malloc'd JSON text (or leave it NULL for JSON null) and return CAIRN_OK;
+ * the library takes ownership of *output. Any other return value records the
+ * workflow as ERROR; call cairn_fail() first to give it a message.
+ */
+typedef int (*cairn_workflow_fn)(cairn_ctx *ctx, const char *input, char **output, void *udata);
+
+/*
+ * Step code, with the same contract as workflow code: input is borrowed,
+ * *output is a malloc'd JSON text the library takes over. A non-zero return
+ * fails this attempt (call cairn_step_fail() to give a message); the step is
+ * retried according to its policy and its final failure is recorded.
+ */
+typedef int (*cairn_step_fn)(cairn_step_ctx *step, const char *input, char **output, void *udata);
+
+/* Static text naming a result code. Never NULL. */
+CAIRN_API const char *cairn_strerror(int code);
+
+/* Static text naming a status ("SUCCESS", ...). Never NULL. */
+CAIRN_API const char *cairn_status_name(cairn_status status);
+
+/* The library version, e.g. "0.1.0". Static text. */
+CAIRN_API const char *cairn_version(void);
+
+/* Release anything the library returned to the caller. NULL is a no-op. */
+CAIRN_API void cairn_free(void *p);
+
+/*
+ * Connect to the database, apply migrations unless CAIRN_NO_MIGRATE, and
+ * return a handle in *out. opts may be NULL for all defaults. On failure
+ * *out still receives a handle (or NULL when out of memory) whose
+ * cairn_errmsg() explains why; close it with cairn_close().
+ */
+CAIRN_API int cairn_open(cairn **out, const cairn_options *opts);
+
+/*
+ * Stop the executors (running workflows are abandoned at their next step and
+ * resumed by the next process with this executor ID), close every
+ * connection and free the handle. NULL is a no-op.
+ */
+CAIRN_API void cairn_close(cairn *h);
+
+/* The detailed message of the last failure on this thread's last call. Borrowed: valid until the next call on h. */
+CAIRN_API const char *cairn_errmsg(const cairn *h);
+
+/* The SQLSTATE of the last database failure, or "" when there was none. Borrowed, like cairn_errmsg(). */
+CAIRN_API const char *cairn_sqlstate(const cairn *h);
+
+/* This handle's executor ID. Borrowed: valid until cairn_close(). */
+CAIRN_API const char *cairn_executor_id(const cairn *h);
+
+/*
+ * Apply any migrations the database lacks. Safe to run from many processes
+ * at once (they serialize on an advisory lock). *version, when not NULL,
+ * receives the schema version afterwards.
+ */
+CAIRN_API int cairn_migrate(cairn *h, int *version);
+
+/* The newest schema version this library knows. */
+CAIRN_API int cairn_schema_latest(void);
+
+/*
+ * Register workflow code under a name (at most 200 bytes, printable UTF-8).
+ * Must happen before cairn_start_workers(). name is copied; udata is
+ * borrowed for the handle's lifetime.
+ */
+CAIRN_API int cairn_register_workflow(cairn *h, const char *name, cairn_workflow_fn fn, void *udata);
+
+/*
+ * Register step code under a name. retry may be NULL (no retries); it is
+ * copied. Must happen before cairn_start_workers().
+ */
+CAIRN_API int cairn_register_step(cairn *h, const char *name, cairn_step_fn fn, void *udata,
+                                  const cairn_retry *retry);
+
+/*
+ * Start the executor threads and resume the unfinished workflows this
+ * executor ID owned. Registration is closed afterwards.
+ */
+CAIRN_API int cairn_start_workers(cairn *h);
+
+/* Options for cairn_start(); zero-initialise and set size, like cairn_options. */
+typedef struct cairn_start_options {
+    size_t size;       /* sizeof(cairn_start_options) */
+    const char *id;    /* workflow ID (at most 200 bytes, printable UTF-8); NULL: a new UUIDv7 */
+    const char *queue; /* reserved for queues; NULL: "default" */
+} cairn_start_options;
+
+/*
+ * Start the registered workflow `workflow` with JSON `input` (NULL means
+ * JSON null) and run it on this handle's executors. The start is durable
+ * when this returns. Starting an ID that already exists creates nothing: it
+ * returns CAIRN_OK for the existing workflow (CAIRN_ECONFLICT if that ID
+ * belongs to a different workflow name). opts may be NULL. When id_out is
+ * not NULL it receives the workflow ID; free it with cairn_free().
+ * On CAIRN_ECONN the start may or may not have committed: retry with the
+ * same ID.
+ */
+CAIRN_API int cairn_start(cairn *h, const char *workflow, const char *input,
+                          const cairn_start_options *opts, char **id_out);
+
+/*
+ * Wait up to timeout_ms (negative: forever) for workflow `id` to reach a
+ * final status. On CAIRN_OK, *status receives it and, when result is not
+ * NULL, *result receives the output JSON (SUCCESS) or the error JSON
+ * (otherwise); free it with cairn_free(). Returns CAIRN_ETIMEDOUT if the
+ * workflow is still running and CAIRN_ENOTFOUND if no such ID exists.
+ */
+CAIRN_API int cairn_await(cairn *h, const char *id, int timeout_ms, cairn_status *status, char **result);
+
+/* Read the current status of workflow `id` without waiting. */
+CAIRN_API int cairn_get_status(cairn *h, const char *id, cairn_status *status);
+
+/*
+ * Describe one workflow as a JSON object (id, name, status, queue,
+ * executor_id, attempts, input, output, error, created_at, updated_at and,
+ * when with_steps is non-zero, "steps": [{step, name, output, error,
+ * created_at}, ...]). Free *json with cairn_free().
+ */
+CAIRN_API int cairn_describe(cairn *h, const char *id, int with_steps, char **json);
+
+/* Filter for cairn_list(); zero-initialise and set size. */
+typedef struct cairn_list_options {
+    size_t size;        /* sizeof(cairn_list_options) */
+    const char *status; /* only this status name; NULL: all */
+    const char *name;   /* only this workflow name; NULL: all */
+    int limit;          /* most rows; 0: 100 */
+} cairn_list_options;
+
+/*
+ * List workflows, newest first, as a JSON array of objects with the fields
+ * of cairn_describe() but without input, output and steps. opts may be NULL.
+ * Free *json with cairn_free().
+ */
+CAIRN_API int cairn_list(cairn *h, const cairn_list_options *opts, char **json);
+
+/*
+ * Run step `step` (registered with cairn_register_step) inside a workflow,
+ * or return its recorded result when the workflow is being replayed. input
+ * may be NULL (JSON null). On CAIRN_OK *output (if output is not NULL)
+ * receives the step's JSON output; free it with cairn_free(). On CAIRN_ESTEP
+ * the step's recorded failure is in cairn_ctx_errmsg(). CAIRN_ENONDET means
+ * replay called a different step than the one recorded at this position;
+ * the workflow will be failed with that message whatever it returns.
+ * CAIRN_ESHUTDOWN means the handle is closing: return from the workflow
+ * promptly; it resumes later.
+ */
+CAIRN_API int cairn_step(cairn_ctx *ctx, const char *step, const char *input, char **output);
+
+/* The workflow's ID. Borrowed: valid while the workflow function runs. */
+CAIRN_API const char *cairn_ctx_id(const cairn_ctx *ctx);
+
+/* The workflow's registered name. Borrowed, like cairn_ctx_id(). */
+CAIRN_API const char *cairn_ctx_name(const cairn_ctx *ctx);
+
+/* Which execution of this workflow this is: 1 on the first run, 2 after the first recovery, ... */
+CAIRN_API int cairn_ctx_attempt(const cairn_ctx *ctx);
+
+/* Non-zero while the workflow replays steps that were recorded before this execution. */
+CAIRN_API int cairn_ctx_replaying(const cairn_ctx *ctx);
+
+/* The message of the last failed cairn_step() in this workflow, or "". Borrowed until the next cairn_step(). */
+CAIRN_API const char *cairn_ctx_errmsg(const cairn_ctx *ctx);
+
+/* Set the workflow's error message (printf-style) and return CAIRN_EFAIL, for `return cairn_fail(ctx, ...)`. */
+CAIRN_API int cairn_fail(cairn_ctx *ctx, const char *fmt, ...) CAIRN_PRINTF(2, 3);
+
+/*
+ * The step's stable idempotency key, "<workflow id>:<step number>": the same
+ * on every attempt and every replay. Pass it to external APIs so a repeated
+ * call is recognised. Borrowed: valid while the step function runs.
+ */
+CAIRN_API const char *cairn_step_key(const cairn_step_ctx *step);
+
+/* The workflow the step belongs to. Borrowed, like cairn_step_key(). */
+CAIRN_API const char *cairn_step_workflow_id(const cairn_step_ctx *step);
+
+/* The step's position in its workflow, counting from 1. */
+CAIRN_API int cairn_step_number(const cairn_step_ctx *step);
+
+/* Which attempt this is, counting from 1. */
+CAIRN_API int cairn_step_attempt(const cairn_step_ctx *step);
+
+/* Set the attempt's error message (printf-style) and return CAIRN_EFAIL, for `return cairn_step_fail(step, ...)`. */
+CAIRN_API int cairn_step_fail(cairn_step_ctx *step, const char *fmt, ...) CAIRN_PRINTF(2, 3);
+
+/*
+ * Check that text is one JSON value in UTF-8 (RFC 8259, nesting at most 1000
+ * deep). Returns CAIRN_OK or CAIRN_EJSON; when errbuf is not NULL a
+ * description with the byte offset is written there (truncated to errlen).
+ */
+CAIRN_API int cairn_json_check(const char *text, size_t len, char *errbuf, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CAIRN_H */

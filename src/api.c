@@ -1,0 +1,359 @@
+/*
+ * The handle: opening and closing it, registration, starting workflows,
+ * and the static texts of the API.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+const char *cairn_version(void)
+{
+    return CAIRN_VERSION_STRING;
+}
+
+void cairn_free(void *p)
+{
+    free(p);
+}
+
+const char *cairn_strerror(int code)
+{
+    switch (code) {
+    case CAIRN_OK: return "success";
+    case CAIRN_EINVAL: return "invalid argument";
+    case CAIRN_EJSON: return "invalid JSON";
+    case CAIRN_ETOOBIG: return "payload too large";
+    case CAIRN_ENOTFOUND: return "not found";
+    case CAIRN_ECONFLICT: return "conflicting workflow ID";
+    case CAIRN_EDB: return "database error";
+    case CAIRN_ECONN: return "database unreachable";
+    case CAIRN_ETIMEDOUT: return "timed out";
+    case CAIRN_ESTEP: return "step failed";
+    case CAIRN_ENONDET: return "non-deterministic workflow";
+    case CAIRN_ESHUTDOWN: return "shutting down";
+    case CAIRN_ENOMEM: return "out of memory";
+    case CAIRN_EMISUSE: return "API misuse";
+    case CAIRN_ESCHEMA: return "schema error";
+    case CAIRN_EFAIL: return "failed";
+    default: return "unknown error";
+    }
+}
+
+const char *cairn_status_name(cairn_status status)
+{
+    switch (status) {
+    case CAIRN_STATUS_ENQUEUED: return "ENQUEUED";
+    case CAIRN_STATUS_PENDING: return "PENDING";
+    case CAIRN_STATUS_SUCCESS: return "SUCCESS";
+    case CAIRN_STATUS_ERROR: return "ERROR";
+    case CAIRN_STATUS_CANCELLED: return "CANCELLED";
+    case CAIRN_STATUS_DEAD_LETTER: return "DEAD_LETTER";
+    default: return "UNKNOWN";
+    }
+}
+
+cairn_status cairn__status_parse(const char *s)
+{
+    for (int i = CAIRN_STATUS_ENQUEUED; i <= CAIRN_STATUS_DEAD_LETTER; i++)
+        if (strcmp(s, cairn_status_name((cairn_status)i)) == 0)
+            return (cairn_status)i;
+    return CAIRN_STATUS_UNKNOWN;
+}
+
+const char *cairn_executor_id(const cairn *h)
+{
+    return h ? h->executor_id : NULL;
+}
+
+/* Reads a field of the caller's options only if their struct is big enough to have it. */
+#define OPT(o, field, dflt) \
+    ((o) && (o)->size >= offsetof(cairn_options, field) + sizeof((o)->field) && (o)->field ? (o)->field : (dflt))
+
+int cairn_open(cairn **out, const cairn_options *opts)
+{
+    cairn__clear_error();
+    if (!out)
+        return cairn__fail(CAIRN_EINVAL, "out is NULL");
+    *out = NULL;
+    if (opts && opts->size == 0)
+        return cairn__fail(CAIRN_EINVAL, "cairn_options.size is 0; set it to sizeof(cairn_options)");
+    cairn *h = calloc(1, sizeof *h);
+    if (!h)
+        return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    *out = h;
+    pthread_mutex_init(&h->pool_lock, NULL);
+    pthread_cond_init(&h->pool_cond, NULL);
+    pthread_mutex_init(&h->commit_lock, NULL);
+    pthread_cond_init(&h->commit_cond, NULL);
+    pthread_mutex_init(&h->run_lock, NULL);
+    pthread_cond_init(&h->run_cond, NULL);
+    pthread_cond_init(&h->sleep_cond, NULL);
+    atomic_init(&h->shutting_down, 0);
+
+    const char *conninfo = OPT(opts, conninfo, getenv("CAIRN_DATABASE_URL"));
+    const char *exec_id = OPT(opts, executor_id, getenv("CAIRN_EXECUTOR_ID"));
+    if (!exec_id || !*exec_id)
+        exec_id = "local";
+    h->conninfo = conninfo && *conninfo ? cairn__strdup(conninfo) : NULL;
+    h->executor_id = cairn__strdup(exec_id);
+    h->workers = OPT(opts, workers, CAIRN__DEFAULT_WORKERS);
+    h->commit_conns_n = OPT(opts, commit_connections, CAIRN__DEFAULT_COMMIT_CONNS);
+    h->pool_n = OPT(opts, pool_connections, CAIRN__DEFAULT_POOL_CONNS);
+    h->max_attempts = OPT(opts, max_attempts, CAIRN__DEFAULT_MAX_ATTEMPTS);
+    h->max_payload = OPT(opts, max_payload, (size_t)CAIRN__DEFAULT_MAX_PAYLOAD);
+    h->connect_timeout_ms = OPT(opts, connect_timeout_ms, CAIRN__DEFAULT_CONNECT_TIMEOUT_MS);
+    h->flags = OPT(opts, flags, 0u);
+    h->log = OPT(opts, log, (cairn_log_fn)NULL);
+    h->log_udata = OPT(opts, log_udata, (void *)NULL);
+    h->log_level = OPT(opts, log_level, h->log ? CAIRN_LOG_DEBUG : CAIRN_LOG_WARN);
+    if (!h->executor_id || (conninfo && *conninfo && !h->conninfo))
+        return cairn__fail(CAIRN_ENOMEM, "out of memory");
+
+    char err[256];
+    if (cairn__check_name("executor ID", h->executor_id, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (h->workers < 0 || h->workers > 4096 || h->commit_conns_n < 0 || h->commit_conns_n > 64 || h->pool_n < 0 ||
+        h->pool_n > 256 || h->max_attempts < 0 || h->connect_timeout_ms < 0)
+        return cairn__fail(CAIRN_EINVAL, "an option is out of range (workers 1-4096, commit_connections 1-64, "
+                                         "pool_connections 1-256, max_attempts and connect_timeout_ms >= 0)");
+
+    h->pool = calloc((size_t)h->pool_n, sizeof *h->pool);
+    if (!h->pool)
+        return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    int rc = cairn__commit_init(h);
+    if (rc == CAIRN_OK)
+        rc = cairn__executor_init(h);
+    if (rc != CAIRN_OK)
+        return rc;
+
+    /* The first pool connection migrates before anything is prepared. */
+    rc = cairn__conn_open(h, &h->pool[0], 0);
+    if (rc != CAIRN_OK)
+        return rc;
+    if (h->flags & CAIRN_NO_MIGRATE) {
+        PGresult *r = PQexec(h->pool[0].pg, "SELECT to_regclass('cairn.migrations') IS NOT NULL");
+        int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+        if (!ok)
+            return cairn__fail(CAIRN_ESCHEMA, "the cairn schema is missing; run `cairn migrate` first");
+    } else if ((rc = cairn__migrate(h, h->pool[0].pg, NULL)) != CAIRN_OK) {
+        return rc;
+    }
+    cairn__conn_drop(&h->pool[0]); /* reopened with its statements prepared on first use */
+    return cairn__conn_open(h, &h->pool[0], 1);
+}
+
+void cairn_close(cairn *h)
+{
+    if (!h)
+        return;
+    atomic_store(&h->shutting_down, 1);
+    cairn__commit_shutdown(h);
+    if (h->active) {
+        cairn__executor_shutdown(h);
+        cairn__executor_free(h);
+    }
+    cairn__commit_free(h);
+    if (h->pool) {
+        for (int i = 0; i < h->pool_n; i++)
+            cairn__conn_drop(&h->pool[i]);
+        free(h->pool);
+    }
+    cairn__registry_free(&h->workflows);
+    cairn__registry_free(&h->steps);
+    pthread_mutex_destroy(&h->pool_lock);
+    pthread_cond_destroy(&h->pool_cond);
+    pthread_mutex_destroy(&h->commit_lock);
+    pthread_cond_destroy(&h->commit_cond);
+    pthread_mutex_destroy(&h->run_lock);
+    pthread_cond_destroy(&h->run_cond);
+    pthread_cond_destroy(&h->sleep_cond);
+    free(h->conninfo);
+    free(h->executor_id);
+    free(h);
+}
+
+int cairn_migrate(cairn *h, int *version)
+{
+    cairn__clear_error();
+    if (!h)
+        return cairn__fail(CAIRN_EINVAL, "handle is NULL");
+    cairn__conn *c;
+    cairn__pool_get(h, &c);
+    int rc = cairn__conn_ensure(h, c);
+    if (rc == CAIRN_OK)
+        rc = cairn__migrate(h, c->pg, version);
+    /* Statements prepared before the schema existed may be stale: start afresh. */
+    cairn__conn_drop(c);
+    cairn__pool_put(h, c);
+    return rc;
+}
+
+static int check_registration(cairn *h, const char *name, const void *fn)
+{
+    char err[256];
+    if (!h)
+        return cairn__fail(CAIRN_EINVAL, "handle is NULL");
+    if (h->started)
+        return cairn__fail(CAIRN_EMISUSE, "registration is closed once the workers have started");
+    if (cairn__check_name("name", name, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (!fn)
+        return cairn__fail(CAIRN_EINVAL, "function for '%s' is NULL", name);
+    return CAIRN_OK;
+}
+
+int cairn_register_workflow(cairn *h, const char *name, cairn_workflow_fn fn, void *udata)
+{
+    cairn__clear_error();
+    int rc = check_registration(h, name, (const void *)(size_t)(fn != NULL));
+    if (rc != CAIRN_OK)
+        return rc;
+    cairn__entry e = {.name = (char *)name, .wf = fn, .udata = udata};
+    return cairn__registry_add(&h->workflows, &e);
+}
+
+int cairn_register_step(cairn *h, const char *name, cairn_step_fn fn, void *udata, const cairn_retry *retry)
+{
+    cairn__clear_error();
+    int rc = check_registration(h, name, (const void *)(size_t)(fn != NULL));
+    if (rc != CAIRN_OK)
+        return rc;
+    if (retry && (retry->max_attempts < 0 || retry->base_ms < 0 || retry->factor < 0 || retry->cap_ms < 0))
+        return cairn__fail(CAIRN_EINVAL, "retry policy for '%s' has a negative field", name);
+    cairn__entry e = {.name = (char *)name, .step = fn, .udata = udata};
+    if (retry)
+        e.retry = *retry;
+    return cairn__registry_add(&h->steps, &e);
+}
+
+int cairn_start_workers(cairn *h)
+{
+    cairn__clear_error();
+    if (!h)
+        return cairn__fail(CAIRN_EINVAL, "handle is NULL");
+    if (h->started)
+        return cairn__fail(CAIRN_EMISUSE, "the workers are already running");
+    if (!h->pool || !h->pool[0].pg)
+        return cairn__fail(CAIRN_EMISUSE, "the handle did not open successfully");
+    h->started = 1;
+    int rc = cairn__executor_start(h);
+    if (rc != CAIRN_OK)
+        return rc;
+    return h->workflows.count ? cairn__recover(h, NULL) : CAIRN_OK;
+}
+
+/* Reads the status row of an existing workflow for cairn_start's idempotent path. */
+static int existing(cairn *h, const char *id, const char *workflow)
+{
+    const char *vals[1] = {id};
+    PGresult *res = NULL;
+    int rc = cairn__query(h, CAIRN__Q_RESULT, 1, vals, &res);
+    if (rc != CAIRN_OK)
+        return rc;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return cairn__fail(CAIRN_EDB, "workflow %s was reported existing but cannot be read", id);
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), workflow) != 0) {
+        rc = cairn__fail(CAIRN_ECONFLICT, "workflow ID '%s' already belongs to a '%s' workflow, not '%s'", id,
+                         PQgetvalue(res, 0, 0), workflow);
+        PQclear(res);
+        return rc;
+    }
+    int mine = strcmp(PQgetvalue(res, 0, 1), "PENDING") == 0 && !PQgetisnull(res, 0, 2) &&
+               strcmp(PQgetvalue(res, 0, 2), h->executor_id) == 0;
+    PQclear(res);
+    /* Ours but not running here: a start whose commit looked lost, or a stop before recovery. */
+    return mine ? cairn__recover(h, id) : CAIRN_OK;
+}
+
+#define SOPT(o, field) \
+    ((o) && (o)->size >= offsetof(cairn_start_options, field) + sizeof((o)->field) ? (o)->field : NULL)
+
+int cairn_start(cairn *h, const char *workflow, const char *input, const cairn_start_options *opts, char **id_out)
+{
+    cairn__clear_error();
+    char err[256];
+    char gen[37];
+    if (id_out)
+        *id_out = NULL;
+    if (!h)
+        return cairn__fail(CAIRN_EINVAL, "handle is NULL");
+    if (opts && opts->size == 0)
+        return cairn__fail(CAIRN_EINVAL, "cairn_start_options.size is 0; set it to sizeof(cairn_start_options)");
+    if (cairn__check_name("workflow name", workflow, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    const cairn__entry *wf = cairn__registry_find(&h->workflows, workflow);
+    if (!wf)
+        return cairn__fail(CAIRN_ENOTFOUND, "no workflow is registered as '%s'", workflow);
+    const char *id = SOPT(opts, id);
+    if (id) {
+        if (cairn__check_name("workflow ID", id, err, sizeof err) != CAIRN_OK)
+            return cairn__fail(CAIRN_EINVAL, "%s", err);
+    } else {
+        cairn__uuid7(gen);
+        id = gen;
+    }
+    const char *queue = SOPT(opts, queue);
+    if (!queue)
+        queue = "default";
+    else if (cairn__check_name("queue name", queue, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (!input)
+        input = "null";
+    size_t len = strlen(input);
+    if (len > h->max_payload)
+        return cairn__fail(CAIRN_ETOOBIG, "workflow input is %zu bytes; the limit is %zu", len, h->max_payload);
+    if (cairn_json_check(input, len, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EJSON, "workflow input: %s", err);
+    if (!h->started)
+        return cairn__fail(CAIRN_EMISUSE, "call cairn_start_workers() before starting workflows");
+
+    cairn__run *r = cairn__run_reserve(h, id, workflow, wf);
+    int rc = CAIRN_OK;
+    if (r) {
+        r->input = cairn__strdup(input);
+        if (!r->input) {
+            cairn__run_cancel(h, r);
+            return cairn__fail(CAIRN_ENOMEM, "out of memory");
+        }
+        cairn__item it;
+        memset(&it, 0, sizeof it);
+        it.kind = CAIRN__START_ITEM;
+        it.id = id;
+        it.name = workflow;
+        it.queue = queue;
+        it.input = input;
+        it.give_up_at = cairn__now_ms() + h->connect_timeout_ms;
+        rc = cairn__commit(h, &it);
+        if (rc == CAIRN_OK && it.applied) {
+            r->fresh = 1;
+            r->attempt = 1;
+            cairn__run_submit(h, r);
+        } else {
+            cairn__run_cancel(h, r);
+            if (rc == CAIRN_OK)
+                rc = existing(h, id, workflow);
+        }
+    } else {
+        /* Already running in this process; only the name needs checking. */
+        cairn__run *a = cairn__run_find(h, id);
+        if (a) {
+            if (strcmp(a->name, workflow) != 0)
+                rc = cairn__fail(CAIRN_ECONFLICT, "workflow ID '%s' already belongs to a '%s' workflow, not '%s'", id,
+                                 a->name, workflow);
+            cairn__run_release(h, a);
+        } else {
+            rc = existing(h, id, workflow);
+        }
+    }
+    if (rc == CAIRN_OK && id_out) {
+        *id_out = cairn__strdup(id);
+        if (!*id_out)
+            return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    }
+    return rc;
+}

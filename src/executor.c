@@ -1,0 +1,302 @@
+/*
+ * Executors: the thread pool that runs workflows, the map of runs active
+ * in this process (so that a start, an await and recovery agree on what
+ * is already running here), and recovery of the workflows this executor
+ * owned when it last stopped.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+static size_t hash_id(const char *s)
+{
+    size_t x = 1469598103934665603u;
+    for (; *s; s++)
+        x = (x ^ (unsigned char)*s) * 1099511628211u;
+    return x;
+}
+
+int cairn__executor_init(cairn *h)
+{
+    h->active_cap = 1024;
+    h->active = calloc(h->active_cap, sizeof *h->active);
+    if (!h->active)
+        return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    return CAIRN_OK;
+}
+
+static void run_free(cairn__run *r)
+{
+    free(r->id);
+    free(r->name);
+    free(r->input);
+    free(r->result);
+    pthread_cond_destroy(&r->cond);
+    free(r);
+}
+
+/* Grows the active map; called with run_lock held. */
+static void active_grow(cairn *h)
+{
+    size_t cap = h->active_cap * 2;
+    cairn__run **t = calloc(cap, sizeof *t);
+    if (!t)
+        return; /* chains just get longer */
+    for (size_t i = 0; i < h->active_cap; i++) {
+        cairn__run *r = h->active[i];
+        while (r) {
+            cairn__run *next = r->next_hash;
+            size_t b = hash_id(r->id) & (cap - 1);
+            r->next_hash = t[b];
+            t[b] = r;
+            r = next;
+        }
+    }
+    free(h->active);
+    h->active = t;
+    h->active_cap = cap;
+}
+
+static cairn__run *active_get(cairn *h, const char *id)
+{
+    for (cairn__run *r = h->active[hash_id(id) & (h->active_cap - 1)]; r; r = r->next_hash)
+        if (strcmp(r->id, id) == 0)
+            return r;
+    return NULL;
+}
+
+static void active_remove(cairn *h, cairn__run *r)
+{
+    cairn__run **p = &h->active[hash_id(r->id) & (h->active_cap - 1)];
+    while (*p && *p != r)
+        p = &(*p)->next_hash;
+    if (*p) {
+        *p = r->next_hash;
+        h->active_count--;
+    }
+}
+
+cairn__run *cairn__run_reserve(cairn *h, const char *id, const char *name, const cairn__entry *wf)
+{
+    cairn__run *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->id = cairn__strdup(id);
+    r->name = cairn__strdup(name);
+    r->wf = wf;
+    r->refs = 1;
+    pthread_cond_init(&r->cond, NULL);
+    if (!r->id || !r->name) {
+        run_free(r);
+        return NULL;
+    }
+    pthread_mutex_lock(&h->run_lock);
+    if (active_get(h, id)) {
+        pthread_mutex_unlock(&h->run_lock);
+        run_free(r);
+        return NULL;
+    }
+    if (h->active_count + 1 > h->active_cap)
+        active_grow(h);
+    size_t b = hash_id(id) & (h->active_cap - 1);
+    r->next_hash = h->active[b];
+    h->active[b] = r;
+    h->active_count++;
+    pthread_mutex_unlock(&h->run_lock);
+    return r;
+}
+
+cairn__run *cairn__run_find(cairn *h, const char *id)
+{
+    pthread_mutex_lock(&h->run_lock);
+    cairn__run *r = active_get(h, id);
+    if (r)
+        r->refs++;
+    pthread_mutex_unlock(&h->run_lock);
+    return r;
+}
+
+void cairn__run_release(cairn *h, cairn__run *r)
+{
+    pthread_mutex_lock(&h->run_lock);
+    int last = --r->refs == 0;
+    pthread_mutex_unlock(&h->run_lock);
+    if (last)
+        run_free(r);
+}
+
+void cairn__run_cancel(cairn *h, cairn__run *r)
+{
+    pthread_mutex_lock(&h->run_lock);
+    active_remove(h, r);
+    r->done = 1;
+    r->status = CAIRN_STATUS_UNKNOWN;
+    pthread_cond_broadcast(&r->cond);
+    int last = --r->refs == 0;
+    pthread_mutex_unlock(&h->run_lock);
+    if (last)
+        run_free(r);
+}
+
+void cairn__run_submit(cairn *h, cairn__run *r)
+{
+    pthread_mutex_lock(&h->run_lock);
+    r->next_queued = NULL;
+    if (h->queue_tail)
+        h->queue_tail->next_queued = r;
+    else
+        h->queue_head = r;
+    h->queue_tail = r;
+    pthread_cond_signal(&h->run_cond);
+    pthread_mutex_unlock(&h->run_lock);
+}
+
+int cairn__sleep(cairn *h, long long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&h->run_lock);
+    while (!atomic_load(&h->shutting_down)) {
+        if (pthread_cond_timedwait(&h->sleep_cond, &h->run_lock, &ts) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&h->run_lock);
+    return atomic_load(&h->shutting_down);
+}
+
+/*
+ * The end of a run: publish the result to waiters, then leave the active
+ * map. A run abandoned at shutdown publishes CAIRN_STATUS_UNKNOWN and stays
+ * PENDING in the database for the next process.
+ */
+static void run_finish(cairn *h, cairn__run *r)
+{
+    pthread_mutex_lock(&h->run_lock);
+    active_remove(h, r);
+    r->done = 1;
+    pthread_cond_broadcast(&r->cond);
+    int last = --r->refs == 0;
+    pthread_mutex_unlock(&h->run_lock);
+    if (last)
+        run_free(r);
+}
+
+static void *worker_main(void *arg)
+{
+    cairn *h = arg;
+    for (;;) {
+        pthread_mutex_lock(&h->run_lock);
+        while (!h->queue_head && !atomic_load(&h->shutting_down))
+            pthread_cond_wait(&h->run_cond, &h->run_lock);
+        if (atomic_load(&h->shutting_down)) {
+            pthread_mutex_unlock(&h->run_lock);
+            return NULL;
+        }
+        cairn__run *r = h->queue_head;
+        h->queue_head = r->next_queued;
+        if (!h->queue_head)
+            h->queue_tail = NULL;
+        pthread_mutex_unlock(&h->run_lock);
+
+        cairn__execute(h, r);
+        run_finish(h, r);
+    }
+}
+
+int cairn__executor_start(cairn *h)
+{
+    h->threads = calloc((size_t)h->workers, sizeof *h->threads);
+    if (!h->threads)
+        return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    for (int i = 0; i < h->workers; i++) {
+        if (pthread_create(&h->threads[i], NULL, worker_main, h) != 0) {
+            return cairn__fail(CAIRN_ENOMEM, "cannot create executor thread %d of %d", i + 1, h->workers);
+        }
+        h->nthreads++;
+    }
+    return CAIRN_OK;
+}
+
+void cairn__executor_shutdown(cairn *h)
+{
+    pthread_mutex_lock(&h->run_lock);
+    pthread_cond_broadcast(&h->run_cond);
+    pthread_cond_broadcast(&h->sleep_cond);
+    pthread_mutex_unlock(&h->run_lock);
+    for (int i = 0; i < h->nthreads; i++)
+        pthread_join(h->threads[i], NULL);
+    h->nthreads = 0;
+}
+
+void cairn__executor_free(cairn *h)
+{
+    /* Runs still queued never started: drop them (they stay PENDING in the database). */
+    cairn__run *r = h->queue_head;
+    while (r) {
+        cairn__run *next = r->next_queued;
+        run_finish(h, r);
+        r = next;
+    }
+    h->queue_head = h->queue_tail = NULL;
+    free(h->threads);
+    h->threads = NULL;
+    free(h->active);
+    h->active = NULL;
+}
+
+int cairn__recover(cairn *h, const char *id)
+{
+    /* Only names this process can run are claimed; others stay for their workers. */
+    cairn__buf names;
+    cairn__buf_init(&names);
+    cairn__buf_puts(&names, "{");
+    for (size_t i = 0; i < h->workflows.count; i++)
+        cairn__buf_array_elem(&names, h->workflows.items[i].name);
+    cairn__buf_puts(&names, "}");
+    if (names.oom) {
+        cairn__buf_free(&names);
+        return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    }
+    char maxa[16];
+    snprintf(maxa, sizeof maxa, "%d", h->max_attempts);
+    const char *vals[4] = {h->executor_id, maxa, names.data, id};
+    PGresult *res = NULL;
+    int rc = cairn__query(h, CAIRN__Q_CLAIM, 4, vals, &res);
+    cairn__buf_free(&names);
+    if (rc != CAIRN_OK)
+        return rc;
+    int resumed = 0, dead = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *wid = PQgetvalue(res, i, 0);
+        const char *name = PQgetvalue(res, i, 1);
+        if (strcmp(PQgetvalue(res, i, 2), "DEAD_LETTER") == 0) {
+            cairn__log(h, CAIRN_LOG_WARN, "workflow %s (%s) moved to DEAD_LETTER after %d executions", wid, name,
+                       atoi(PQgetvalue(res, i, 3)) - 1);
+            dead++;
+            continue;
+        }
+        const cairn__entry *wf = cairn__registry_find(&h->workflows, name);
+        cairn__run *r = cairn__run_reserve(h, wid, name, wf);
+        if (!r)
+            continue; /* already running here, or out of memory: it stays PENDING */
+        r->fresh = 0;
+        r->attempt = atoi(PQgetvalue(res, i, 3));
+        cairn__run_submit(h, r);
+        resumed++;
+    }
+    PQclear(res);
+    if (resumed || dead)
+        cairn__log(h, CAIRN_LOG_INFO, "executor %s resumed %d workflow(s), dead-lettered %d", h->executor_id, resumed,
+                   dead);
+    return CAIRN_OK;
+}

@@ -1,0 +1,249 @@
+/*
+ * Declarations shared by the library's source files. Nothing here is part
+ * of the public API; names that cross files carry the cairn__ prefix.
+ */
+#ifndef CAIRN_INTERNAL_H
+#define CAIRN_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <libpq-fe.h>
+
+#include "cairn.h"
+
+#define CAIRN__NAME_MAX 200          /* longest workflow/step name or ID, in bytes */
+#define CAIRN__DEFAULT_WORKERS 16
+#define CAIRN__DEFAULT_COMMIT_CONNS 2
+#define CAIRN__DEFAULT_POOL_CONNS 4
+#define CAIRN__DEFAULT_MAX_ATTEMPTS 20
+#define CAIRN__DEFAULT_MAX_PAYLOAD (16u * 1024u * 1024u)
+#define CAIRN__DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define CAIRN__MAX_BATCH 256         /* most checkpoints sharing one commit */
+
+/* ---- text.c: growable buffers, validation, IDs ------------------------ */
+
+typedef struct cairn__buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    int oom; /* set once an append failed; later appends are ignored */
+} cairn__buf;
+
+void cairn__buf_init(cairn__buf *b);
+void cairn__buf_free(cairn__buf *b);
+void cairn__buf_append(cairn__buf *b, const char *s, size_t n);
+void cairn__buf_puts(cairn__buf *b, const char *s);
+/* Append one element of a Postgres array literal: quoted and escaped, or NULL. */
+void cairn__buf_array_elem(cairn__buf *b, const char *s);
+
+char *cairn__strdup(const char *s);
+/* Checks a name or ID: 1..200 bytes of valid UTF-8 without control characters. */
+int cairn__check_name(const char *what, const char *s, char *err, size_t errlen);
+/* Writes a new UUIDv7 (time-ordered, so B-tree inserts stay local) into out[37]. */
+void cairn__uuid7(char out[37]);
+/* Milliseconds on the monotonic clock. */
+long long cairn__now_ms(void);
+/* A JSON object {"message": msg, <extra members>} built with jansson; malloc'd. */
+char *cairn__error_json(const char *message, const char *step, int attempts);
+
+/* ---- log.c: error messages and logging ------------------------------- */
+
+/* Record the calling thread's last failure; returns code for tail calls. */
+int cairn__fail(int code, const char *fmt, ...) CAIRN_PRINTF(2, 3);
+int cairn__fail_pg(int code, const PGresult *res, PGconn *conn, const char *what);
+void cairn__clear_error(void);
+int cairn__fail_state(int code, const char *sqlstate, const char *message);
+void cairn__log(const cairn *h, int level, const char *fmt, ...) CAIRN_PRINTF(3, 4);
+
+/* ---- conn.c: connections, prepared statements, pool ------------------- */
+
+/* Prepared statements, prepared on every connection the library opens. */
+enum {
+    CAIRN__Q_START,
+    CAIRN__Q_STEP,
+    CAIRN__Q_FINISH,
+    CAIRN__Q_CLAIM,
+    CAIRN__Q_LOAD,
+    CAIRN__Q_STATUS,
+    CAIRN__Q_RESULT,
+    CAIRN__Q_STEP_GET,
+    CAIRN__Q_DESCRIBE,
+    CAIRN__Q_LIST,
+    CAIRN__Q_COUNT
+};
+
+typedef struct cairn__conn {
+    PGconn *pg;
+    int prepared; /* statements are prepared on pg */
+    int in_use;
+} cairn__conn;
+
+/* Opens c->pg and prepares the statements; fills err on failure. */
+int cairn__conn_open(cairn *h, cairn__conn *c, int prepare);
+/* Closes and forgets the connection (it is reopened on next use). */
+void cairn__conn_drop(cairn__conn *c);
+/* Reconnects if the connection is missing or broken. */
+int cairn__conn_ensure(cairn *h, cairn__conn *c);
+/* Non-zero if the error means the connection is gone (SQLSTATE class 08, shutdown). */
+int cairn__conn_lost(PGconn *pg, const PGresult *res);
+
+/*
+ * Run a prepared read-only statement on a pool connection, reconnecting
+ * and retrying until connect_timeout_ms has passed. On CAIRN_OK *res holds
+ * a PGRES_TUPLES_OK result the caller clears.
+ */
+int cairn__query(cairn *h, int stmt, int nparams, const char *const *values, PGresult **res);
+int cairn__pool_get(cairn *h, cairn__conn **out);
+const char *cairn__stmt_name(int stmt_id);
+void cairn__pool_put(cairn *h, cairn__conn *c);
+
+/* ---- schema.c: migrations -------------------------------------------- */
+
+int cairn__migrate(cairn *h, PGconn *pg, int *version);
+
+/* ---- registry.c ---------------------------------------------------------- */
+
+typedef struct cairn__entry {
+    char *name;
+    cairn_workflow_fn wf;
+    cairn_step_fn step;
+    void *udata;
+    cairn_retry retry;
+} cairn__entry;
+
+typedef struct cairn__registry {
+    cairn__entry *items;
+    size_t count, cap;
+} cairn__registry;
+
+int cairn__registry_add(cairn__registry *r, const cairn__entry *e);
+const cairn__entry *cairn__registry_find(const cairn__registry *r, const char *name);
+void cairn__registry_free(cairn__registry *r);
+
+/* ---- commit.c: checkpoint writes sharing commits ----------------------- */
+
+enum { CAIRN__START_ITEM, CAIRN__STEP_ITEM, CAIRN__FINISH_ITEM };
+
+typedef struct cairn__item {
+    int kind;
+    const char *id;     /* workflow ID */
+    const char *name;   /* workflow name (START) or step name (STEP) */
+    const char *queue;  /* START */
+    const char *input;  /* START */
+    int step;           /* STEP */
+    const char *status; /* FINISH */
+    const char *output; /* STEP, FINISH: JSON or NULL */
+    const char *error;  /* STEP, FINISH: JSON or NULL */
+    long long give_up_at; /* monotonic ms after which a lost database fails the item; 0: never */
+    /* Results, valid once done is set. */
+    int done;           /* guarded by commit_lock */
+    int rc;
+    int applied;        /* the row was written (not already there) */
+    char errmsg[256];
+    char sqlstate[6];
+    struct cairn__item *next;
+} cairn__item;
+
+/* Queue the item, help commit batches until it is done, return item->rc. */
+int cairn__commit(cairn *h, cairn__item *item);
+int cairn__commit_init(cairn *h);
+void cairn__commit_shutdown(cairn *h);
+void cairn__commit_free(cairn *h);
+
+/* ---- executor.c: runs and the thread pool ------------------------------ */
+
+typedef struct cairn__ckpt {
+    int step;
+    char *name;
+    char *output;
+    char *error;
+} cairn__ckpt;
+
+typedef struct cairn__run {
+    char *id;
+    char *name;
+    char *input;          /* known for fresh runs; loaded with the checkpoints otherwise */
+    const cairn__entry *wf;
+    int fresh;            /* just started: nothing recorded, nothing to load */
+    int attempt;
+    /* Completion, guarded by the handle's run lock. */
+    int done;
+    cairn_status status;
+    char *result;
+    int refs;             /* the active map holds one, each waiter one */
+    pthread_cond_t cond;
+    struct cairn__run *next_queued;
+    struct cairn__run *next_hash;
+} cairn__run;
+
+int cairn__executor_init(cairn *h);
+int cairn__executor_start(cairn *h);
+void cairn__executor_shutdown(cairn *h);
+void cairn__executor_free(cairn *h);
+/* Resume workflows owned by this executor: all of them (id NULL) or one. */
+int cairn__recover(cairn *h, const char *id);
+/* Look up a run by ID and take a reference; NULL if not active here. */
+cairn__run *cairn__run_find(cairn *h, const char *id);
+void cairn__run_release(cairn *h, cairn__run *r);
+/* Register a placeholder run for id; returns NULL if one is already active. */
+cairn__run *cairn__run_reserve(cairn *h, const char *id, const char *name, const cairn__entry *wf);
+/* Queue a reserved run for execution. */
+void cairn__run_submit(cairn *h, cairn__run *r);
+/* Drop a reserved run that will not execute. */
+void cairn__run_cancel(cairn *h, cairn__run *r);
+/* Sleep up to ms, waking early when the handle shuts down; returns non-zero on shutdown. */
+int cairn__sleep(cairn *h, long long ms);
+
+cairn_status cairn__status_parse(const char *s);
+
+/* ---- step.c: executing one workflow ----------------------------------- */
+
+void cairn__execute(cairn *h, cairn__run *r);
+
+/* ---- the handle -------------------------------------------------------- */
+
+struct cairn {
+    char *conninfo;
+    char *executor_id;
+    int workers;
+    int commit_conns_n;
+    int pool_n;
+    int max_attempts;
+    size_t max_payload;
+    int connect_timeout_ms;
+    unsigned flags;
+    cairn_log_fn log;
+    void *log_udata;
+    int log_level;
+
+    cairn__registry workflows;
+    cairn__registry steps;
+    int started; /* workers running; registration closed */
+    atomic_int shutting_down;
+
+    /* Pool connections for reads and API calls. */
+    pthread_mutex_t pool_lock;
+    pthread_cond_t pool_cond;
+    cairn__conn *pool;
+
+    /* Group commit (commit.c). */
+    pthread_mutex_t commit_lock;
+    pthread_cond_t commit_cond;
+    cairn__conn *commit_conns;
+    cairn__item *pending_head, *pending_tail;
+    size_t pending_count;
+
+    /* Runs (executor.c). */
+    pthread_mutex_t run_lock;
+    pthread_cond_t run_cond;     /* work queued or shutdown */
+    pthread_cond_t sleep_cond;   /* broadcast at shutdown to cut sleeps short */
+    cairn__run *queue_head, *queue_tail;
+    cairn__run **active;         /* hash of runs by ID */
+    size_t active_cap, active_count;
+    pthread_t *threads;
+    int nthreads;
+};
+
+#endif /* CAIRN_INTERNAL_H */

@@ -1,0 +1,382 @@
+/*
+ * Executing one workflow: load what was recorded (unless the run is
+ * fresh), call the workflow function, serve each cairn_step() from the
+ * recording or by running the step with its retry policy and writing its
+ * checkpoint, then record the workflow's output or error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+
+struct cairn_ctx {
+    cairn *h;
+    cairn__run *run;
+    cairn__ckpt *rec;     /* recorded checkpoints, by position */
+    int nrec;
+    int next;             /* position of the next step, from 1 */
+    int nondet;           /* replay diverged; the workflow fails whatever it returns */
+    int abandoned;        /* the handle is closing; leave the workflow PENDING */
+    char *fail_msg;       /* set by cairn_fail() */
+    char errmsg[512];     /* the last failed step's message */
+};
+
+struct cairn_step_ctx {
+    const char *workflow_id;
+    int number;
+    int attempt;
+    char key[CAIRN__NAME_MAX + 16];
+    char *fail_msg;
+};
+
+const char *cairn_ctx_id(const cairn_ctx *ctx) { return ctx->run->id; }
+const char *cairn_ctx_name(const cairn_ctx *ctx) { return ctx->run->name; }
+int cairn_ctx_attempt(const cairn_ctx *ctx) { return ctx->run->attempt; }
+const char *cairn_ctx_errmsg(const cairn_ctx *ctx) { return ctx->errmsg; }
+int cairn_ctx_replaying(const cairn_ctx *ctx) { return ctx->next <= ctx->nrec; }
+
+const char *cairn_step_key(const cairn_step_ctx *s) { return s->key; }
+const char *cairn_step_workflow_id(const cairn_step_ctx *s) { return s->workflow_id; }
+int cairn_step_number(const cairn_step_ctx *s) { return s->number; }
+int cairn_step_attempt(const cairn_step_ctx *s) { return s->attempt; }
+
+/* printf into a fresh malloc'd string, replacing *slot. */
+static void set_message(char **slot, const char *fmt, va_list ap)
+{
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    free(*slot);
+    *slot = cairn__strdup(buf);
+}
+
+int cairn_fail(cairn_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(&ctx->fail_msg, fmt, ap);
+    va_end(ap);
+    return CAIRN_EFAIL;
+}
+
+int cairn_step_fail(cairn_step_ctx *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(&s->fail_msg, fmt, ap);
+    va_end(ap);
+    return CAIRN_EFAIL;
+}
+
+/* Pulls "message" out of a recorded error JSON for cairn_ctx_errmsg(). */
+static void error_message(const char *error_json, char *out, size_t outlen)
+{
+    json_t *j = json_loads(error_json, JSON_DECODE_ANY, NULL);
+    const char *m = json_string_value(json_object_get(j, "message"));
+    snprintf(out, outlen, "%s", m ? m : error_json);
+    json_decref(j);
+}
+
+/* Loads the input and every checkpoint of a resumed workflow in one query. */
+static int load_recording(cairn *h, cairn_ctx *ctx)
+{
+    const char *vals[1] = {ctx->run->id};
+    PGresult *res = NULL;
+    int rc;
+    while ((rc = cairn__query(h, CAIRN__Q_LOAD, 1, vals, &res)) == CAIRN_ECONN)
+        cairn__log(h, CAIRN_LOG_WARN, "loading workflow %s: %s; retrying", ctx->run->id, cairn_errmsg(h));
+    if (rc != CAIRN_OK)
+        return rc;
+    int n = PQntuples(res);
+    int maxstep = 0;
+    for (int i = 0; i < n; i++) {
+        int step = atoi(PQgetvalue(res, i, 0));
+        if (step > maxstep)
+            maxstep = step;
+    }
+    ctx->rec = calloc((size_t)maxstep + 1, sizeof *ctx->rec);
+    if (!ctx->rec) {
+        PQclear(res);
+        return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    }
+    ctx->nrec = maxstep;
+    for (int i = 0; i < n; i++) {
+        int step = atoi(PQgetvalue(res, i, 0));
+        const char *out = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
+        if (step == 0) {
+            free(ctx->run->input);
+            ctx->run->input = cairn__strdup(out ? out : "null");
+            continue;
+        }
+        cairn__ckpt *c = &ctx->rec[step];
+        c->step = step;
+        c->name = cairn__strdup(PQgetvalue(res, i, 1));
+        c->output = cairn__strdup(out);
+        c->error = PQgetisnull(res, i, 3) ? NULL : cairn__strdup(PQgetvalue(res, i, 3));
+    }
+    PQclear(res);
+    if (!ctx->run->input)
+        ctx->run->input = cairn__strdup("null");
+    return CAIRN_OK;
+}
+
+/* Returns a recorded checkpoint to the workflow as cairn_step() would. */
+static int replay(cairn_ctx *ctx, const char *name, const char *rname, const char *output, const char *error,
+                  int number, char **out)
+{
+    if (strcmp(rname, name) != 0) {
+        ctx->nondet = 1;
+        snprintf(ctx->errmsg, sizeof ctx->errmsg,
+                 "non-deterministic workflow: step %d was recorded as '%s' but this execution called '%s'", number,
+                 rname, name);
+        return cairn__fail(CAIRN_ENONDET, "%s", ctx->errmsg);
+    }
+    if (error) {
+        error_message(error, ctx->errmsg, sizeof ctx->errmsg);
+        return cairn__fail(CAIRN_ESTEP, "step %d (%s) failed: %s", number, name, ctx->errmsg);
+    }
+    if (out) {
+        *out = cairn__strdup(output ? output : "null");
+        if (!*out)
+            return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    }
+    return CAIRN_OK;
+}
+
+static long long backoff_ms(const cairn_retry *p, int attempt)
+{
+    double base = p->base_ms > 0 ? p->base_ms : 100;
+    double factor = p->factor > 0 ? p->factor : 2.0;
+    double cap = p->cap_ms > 0 ? p->cap_ms : 30000;
+    double d = base;
+    for (int i = 2; i < attempt && d < cap; i++)
+        d *= factor;
+    return (long long)(d < cap ? d : cap);
+}
+
+int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **output)
+{
+    cairn *h = ctx->h;
+    char err[256];
+    if (output)
+        *output = NULL;
+    if (ctx->nondet)
+        return cairn__fail(CAIRN_ENONDET, "%s", ctx->errmsg);
+    if (ctx->abandoned || atomic_load(&h->shutting_down)) {
+        ctx->abandoned = 1;
+        return cairn__fail(CAIRN_ESHUTDOWN, "the handle is closing; the workflow resumes later");
+    }
+    if (cairn__check_name("step name", name, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (!input)
+        input = "null";
+    size_t inlen = strlen(input);
+    if (inlen > h->max_payload)
+        return cairn__fail(CAIRN_ETOOBIG, "step input is %zu bytes; the limit is %zu", inlen, h->max_payload);
+    if (cairn_json_check(input, inlen, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EJSON, "step input: %s", err);
+
+    int number = ctx->next;
+    if (number <= ctx->nrec && ctx->rec[number].name) {
+        ctx->next++;
+        cairn__ckpt *c = &ctx->rec[number];
+        return replay(ctx, name, c->name, c->output, c->error, number, output);
+    }
+    const cairn__entry *e = cairn__registry_find(&h->steps, name);
+    if (!e)
+        return cairn__fail(CAIRN_ENOTFOUND, "no step is registered as '%s'", name);
+    ctx->next++;
+
+    cairn_step_ctx s;
+    memset(&s, 0, sizeof s);
+    s.workflow_id = ctx->run->id;
+    s.number = number;
+    snprintf(s.key, sizeof s.key, "%s:%d", ctx->run->id, number);
+    int max_attempts = e->retry.max_attempts > 1 ? e->retry.max_attempts : 1;
+    char *result = NULL;
+    int rc = CAIRN_EFAIL;
+    for (s.attempt = 1; s.attempt <= max_attempts; s.attempt++) {
+        if (s.attempt > 1 && cairn__sleep(h, backoff_ms(&e->retry, s.attempt))) {
+            ctx->abandoned = 1;
+            free(s.fail_msg);
+            return cairn__fail(CAIRN_ESHUTDOWN, "the handle is closing; the workflow resumes later");
+        }
+        result = NULL;
+        free(s.fail_msg);
+        s.fail_msg = NULL;
+        rc = e->step(&s, input, &result, e->udata);
+        if (rc == CAIRN_OK) {
+            size_t len = result ? strlen(result) : 4;
+            if (len > h->max_payload) {
+                rc = cairn_step_fail(&s, "step output is %zu bytes; the limit is %zu", len, h->max_payload);
+            } else if (result && cairn_json_check(result, len, err, sizeof err) != CAIRN_OK) {
+                rc = cairn_step_fail(&s, "step returned invalid JSON: %s", err);
+            } else {
+                break;
+            }
+        }
+        free(result);
+        result = NULL;
+        if (!s.fail_msg) {
+            char m[64];
+            snprintf(m, sizeof m, "step returned %d (%s)", rc, cairn_strerror(rc));
+            s.fail_msg = cairn__strdup(m);
+        }
+        cairn__log(h, CAIRN_LOG_DEBUG, "step %s attempt %d failed: %s", s.key, s.attempt,
+                   s.fail_msg ? s.fail_msg : "");
+    }
+    int attempts = s.attempt > max_attempts ? max_attempts : s.attempt;
+
+    cairn__item it;
+    memset(&it, 0, sizeof it);
+    it.kind = CAIRN__STEP_ITEM;
+    it.id = ctx->run->id;
+    it.step = number;
+    it.name = name;
+    char *errjson = NULL;
+    if (rc == CAIRN_OK) {
+        it.output = result ? result : "null";
+    } else {
+        errjson = cairn__error_json(s.fail_msg ? s.fail_msg : "step failed", name, attempts);
+        if (!errjson) {
+            free(s.fail_msg);
+            return cairn__fail(CAIRN_ENOMEM, "out of memory");
+        }
+        it.error = errjson;
+    }
+    int crc = cairn__commit(h, &it);
+    if (crc != CAIRN_OK) {
+        free(result);
+        free(errjson);
+        free(s.fail_msg);
+        ctx->abandoned = 1;
+        return crc == CAIRN_ESHUTDOWN ? crc : cairn__fail(crc, "recording step %d: %s", number, cairn_errmsg(h));
+    }
+    if (!it.applied) {
+        /* Someone else recorded this step first: their result is the result. */
+        free(result);
+        free(errjson);
+        free(s.fail_msg);
+        char num[16];
+        snprintf(num, sizeof num, "%d", number);
+        const char *vals[2] = {ctx->run->id, num};
+        PGresult *res = NULL;
+        int qrc = cairn__query(h, CAIRN__Q_STEP_GET, 2, vals, &res);
+        if (qrc != CAIRN_OK) {
+            ctx->abandoned = 1;
+            return qrc;
+        }
+        if (PQntuples(res) != 1) {
+            PQclear(res);
+            ctx->abandoned = 1;
+            return cairn__fail(CAIRN_EDB, "step %d of %s vanished after a conflicting write", number, ctx->run->id);
+        }
+        qrc = replay(ctx, name, PQgetvalue(res, 0, 0), PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1),
+                     PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2), number, output);
+        PQclear(res);
+        return qrc;
+    }
+    if (rc != CAIRN_OK) {
+        snprintf(ctx->errmsg, sizeof ctx->errmsg, "%s", s.fail_msg ? s.fail_msg : "step failed");
+        free(errjson);
+        free(s.fail_msg);
+        return cairn__fail(CAIRN_ESTEP, "step %d (%s) failed after %d attempt(s): %s", number, name, attempts,
+                           ctx->errmsg);
+    }
+    free(s.fail_msg);
+    if (output)
+        *output = result ? result : cairn__strdup("null");
+    else
+        free(result);
+    return CAIRN_OK;
+}
+
+static void ctx_free(cairn_ctx *ctx)
+{
+    for (int i = 0; i <= ctx->nrec && ctx->rec; i++) {
+        free(ctx->rec[i].name);
+        free(ctx->rec[i].output);
+        free(ctx->rec[i].error);
+    }
+    free(ctx->rec);
+    free(ctx->fail_msg);
+}
+
+void cairn__execute(cairn *h, cairn__run *r)
+{
+    cairn_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.h = h;
+    ctx.run = r;
+    ctx.next = 1;
+    if (!r->wf) {
+        cairn__log(h, CAIRN_LOG_WARN, "workflow %s: no code registered for '%s'", r->id, r->name);
+        return;
+    }
+    if (!r->fresh && load_recording(h, &ctx) != CAIRN_OK) {
+        cairn__log(h, CAIRN_LOG_WARN, "workflow %s not resumed: %s", r->id, cairn_errmsg(h));
+        ctx_free(&ctx);
+        return;
+    }
+    char *output = NULL;
+    int rc = r->wf->wf(&ctx, r->input ? r->input : "null", &output, r->wf->udata);
+    if (ctx.abandoned || (rc != CAIRN_OK && atomic_load(&h->shutting_down))) {
+        free(output);
+        ctx_free(&ctx);
+        return; /* stays PENDING; resumed by the next start of this executor */
+    }
+
+    cairn__item it;
+    memset(&it, 0, sizeof it);
+    it.kind = CAIRN__FINISH_ITEM;
+    it.id = r->id;
+    char *errjson = NULL;
+    char err[256];
+    if (!ctx.nondet && rc == CAIRN_OK) {
+        size_t len = output ? strlen(output) : 4;
+        if (len > h->max_payload)
+            rc = cairn_fail(&ctx, "workflow output is %zu bytes; the limit is %zu", len, h->max_payload);
+        else if (output && cairn_json_check(output, len, err, sizeof err) != CAIRN_OK)
+            rc = cairn_fail(&ctx, "workflow returned invalid JSON: %s", err);
+    }
+    if (ctx.nondet) {
+        errjson = cairn__error_json(ctx.errmsg, NULL, 0);
+    } else if (rc != CAIRN_OK) {
+        const char *msg = ctx.fail_msg;
+        char fallback[600];
+        if (!msg) {
+            if (rc == CAIRN_ESTEP && ctx.errmsg[0])
+                snprintf(fallback, sizeof fallback, "%s", ctx.errmsg);
+            else
+                snprintf(fallback, sizeof fallback, "workflow returned %d (%s)", rc, cairn_strerror(rc));
+            msg = fallback;
+        }
+        errjson = cairn__error_json(msg, NULL, 0);
+    }
+    int success = !ctx.nondet && rc == CAIRN_OK;
+    it.status = success ? "SUCCESS" : "ERROR";
+    it.output = success ? (output ? output : "null") : NULL;
+    it.error = success ? NULL : errjson;
+    if (!success && !errjson) {
+        cairn__log(h, CAIRN_LOG_ERROR, "workflow %s: out of memory recording its error", r->id);
+        free(output);
+        ctx_free(&ctx);
+        return;
+    }
+    int crc = cairn__commit(h, &it);
+    if (crc == CAIRN_OK && it.applied) {
+        pthread_mutex_lock(&h->run_lock);
+        r->status = success ? CAIRN_STATUS_SUCCESS : CAIRN_STATUS_ERROR;
+        r->result = cairn__strdup(success ? it.output : errjson);
+        pthread_mutex_unlock(&h->run_lock);
+    } else if (crc == CAIRN_OK) {
+        cairn__log(h, CAIRN_LOG_WARN, "workflow %s finished here but is no longer owned by this executor", r->id);
+    } else if (crc != CAIRN_ESHUTDOWN) {
+        cairn__log(h, CAIRN_LOG_ERROR, "workflow %s: recording its result failed: %s", r->id, cairn_errmsg(h));
+    }
+    free(output);
+    free(errjson);
+    ctx_free(&ctx);
+}
