@@ -282,7 +282,8 @@ static void commit_batch(cairn *h, cairn__conn *c, cairn__item *const *batch, in
             return;
         }
         /* The connection is gone. */
-        cairn__log(h, CAIRN_LOG_WARN, "checkpoint write failed, retrying: %s", err);
+        /* Warn once per outage, not once per retry. */
+        cairn__log(h, backoff == 20 ? CAIRN_LOG_WARN : CAIRN_LOG_DEBUG, "checkpoint write failed, retrying: %s", err);
         int shutting = atomic_load(&h->shutting_down);
         long long now = cairn__now_ms();
         int kept = 0;

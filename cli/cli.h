@@ -1,0 +1,100 @@
+/*
+ * Declarations shared by the files of the cairn command-line tool. The tool
+ * is built only on the public API in cairn.h; nothing here reaches into the
+ * library's internals.
+ */
+#ifndef CAIRN_CLI_H
+#define CAIRN_CLI_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* Exit statuses: success, a failure that was reported, and bad usage. */
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
+
+/* Options given before the subcommand, which every subcommand may consult. */
+typedef struct cli_global {
+    const char *db; /* --db URL given before the subcommand, or NULL */
+} cli_global;
+
+/*
+ * A subcommand. argv[0] is the subcommand's own name and argv[argc] is NULL,
+ * as for main(). Returns the process exit status.
+ */
+typedef int (*cli_command_fn)(int argc, char **argv, const cli_global *g);
+
+int cli_dev(int argc, char **argv, const cli_global *g);
+int cli_migrate(int argc, char **argv, const cli_global *g);
+int cli_list(int argc, char **argv, const cli_global *g);
+int cli_show(int argc, char **argv, const cli_global *g);
+
+/* args.c: small helpers for hand-parsed options. */
+
+/* Non-zero when arg is "-h" or "--help". */
+int cli_is_help(const char *arg);
+
+/*
+ * Match argv[*i] against an option that takes a value, written either as
+ * "--name VALUE" or "--name=VALUE". Returns 1 and stores the value (borrowed
+ * from argv) after advancing *i past the value's own argument when there is
+ * one, 0 when argv[*i] is a different argument, and -1 when the value is
+ * missing (the caller reports it).
+ */
+int cli_opt_value(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* Print "cairn: MESSAGE" to stderr. */
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Report bad usage: print "cairn: MESSAGE" and the usage line to stderr,
+ * and return CLI_EXIT_USAGE.
+ */
+int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* spawn.c: running programs from an argv array, never through a shell. */
+
+/*
+ * Run argv (argv[0] is searched in PATH unless it contains a slash) and wait
+ * for it. Its stdout goes to /dev/null when quiet, else to ours; its stderr
+ * is ours. It starts in "/", so a program run as another user never needs
+ * to reach our working directory. Returns its exit status (128 + signal when
+ * killed), or -1 after saying why it could not be run.
+ */
+int cli_spawn_wait(char *const argv[], int quiet);
+
+/*
+ * Run argv and keep the first line it prints in out (len bytes), without
+ * the line end; its stderr is discarded. Returns 0 when it exited 0 and
+ * printed something, else -1.
+ */
+int cli_capture_line(char *const argv[], char *out, size_t len);
+
+/* table.c: aligned plain-text output. */
+
+/*
+ * A table of text cells, printed with every column padded to its widest
+ * cell. Cells are copied; control characters are shown as '?' and cells
+ * longer than their column's limit are cut with "...".
+ */
+typedef struct cli_table cli_table;
+
+/* A new table with ncols columns; limits[c] caps column c (0: no cap). NULL when out of memory. */
+cli_table *cli_table_new(size_t ncols, const size_t *limits);
+
+/* Append one row of ncols cells (NULL cells print as "-"). Returns 0, or -1 when out of memory. */
+int cli_table_add(cli_table *t, const char *const *cells);
+
+/* Print the table to f, two spaces between columns. */
+void cli_table_print(const cli_table *t, FILE *f);
+
+/* Free the table and its cells. NULL is a no-op. */
+void cli_table_free(cli_table *t);
+
+/*
+ * Write text to f with control characters shown as '?', cut to at most max
+ * characters (counting UTF-8 code points) with "..." when longer; max 0
+ * means no limit.
+ */
+void cli_put_text(FILE *f, const char *text, size_t max);
+
+#endif /* CAIRN_CLI_H */

@@ -1,0 +1,86 @@
+/*
+ * Migrations: applied once even when many processes start at the same
+ * moment, a no-op when current, and refused when the caller opted out.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support.h"
+
+static void test_concurrent_processes(void **state)
+{
+    t_fresh_db("cairn_test_migrate");
+    enum { P = 8 };
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t kids[P];
+    for (int i = 0; i < P; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            close(go[1]);
+            char b;
+            if (read(go[0], &b, 1) != 0) /* all released at once when the parent closes the pipe */
+                _exit(11);
+            cairn_options o = {.size = sizeof o, .conninfo = t_db()};
+            cairn *h = NULL;
+            int rc = cairn_open(&h, &o);
+            if (rc != CAIRN_OK)
+                fprintf(stderr, "child %d: %s\n", i, cairn_errmsg(h));
+            cairn_close(h);
+            _exit(rc == CAIRN_OK ? 0 : 12);
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    for (int i = 0; i < P; i++) {
+        int status;
+        waitpid(kids[i], &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("child %d exited with status 0x%x", i, status);
+    }
+    /* Each migration recorded once; the schema is at the latest version. */
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.migrations"), cairn_schema_latest());
+    assert_int_equal(t_scalar("SELECT max(version) FROM cairn.migrations"), cairn_schema_latest());
+    assert_int_equal(t_scalar("SELECT count(*) FROM pg_class WHERE relname = 'workflow_status'"), 1);
+}
+
+static void test_migrate_is_idempotent(void **state)
+{
+    cairn *h = t_open("m", 1);
+    int version = -1;
+    T_OK(h, cairn_migrate(h, &version));
+    assert_int_equal(version, cairn_schema_latest());
+    T_OK(h, cairn_migrate(h, &version));
+    assert_int_equal(version, cairn_schema_latest());
+    cairn_close(h);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.migrations"), cairn_schema_latest());
+}
+
+static void test_no_migrate_on_empty_database(void **state)
+{
+    t_fresh_db("cairn_test_migrate_empty");
+    cairn_options o = {.size = sizeof o, .conninfo = t_db(), .flags = CAIRN_NO_MIGRATE};
+    cairn *h = NULL;
+    T_RC(h, CAIRN_ESCHEMA, cairn_open(&h, &o));
+    assert_non_null(strstr(cairn_errmsg(h), "cairn migrate"));
+    cairn_close(h);
+    assert_int_equal(t_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'cairn'"), 0);
+    /* Opting back in creates it. */
+    o.flags = 0;
+    T_OK(h, cairn_open(&h, &o));
+    cairn_close(h);
+    assert_int_equal(t_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'cairn'"), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_concurrent_processes),
+        cmocka_unit_test(test_migrate_is_idempotent),
+        cmocka_unit_test(test_no_migrate_on_empty_database),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
