@@ -547,10 +547,14 @@ static int dev_start(dev_env *e, int durable)
     return CLI_EXIT_OK;
 }
 
-/* nftw() callback that removes each entry, children before their directory. */
+/*
+ * nftw() callback that removes each entry, children before their directory.
+ * An entry that vanished meanwhile (an interrupted initdb cleaning up after
+ * itself) is already what we wanted.
+ */
 static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
-    if (remove(path) != 0) {
+    if (remove(path) != 0 && errno != ENOENT) {
         cli_warn("cannot remove %s: %s", path, strerror(errno));
         return -1;
     }
