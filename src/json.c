@@ -8,9 +8,10 @@
  * accepts, so a payload that passes here is never refused by the server:
  * numbers of any size and precision, \u0000, and \uD800-style surrogate
  * escapes that do not form a pair (json keeps the escape as text and only
- * complains when a function de-escapes it). It is stricter than the server
- * in one respect: nesting is limited to JSON_MAX_DEPTH levels, so no caller
- * can be made to hold an unbounded structure.
+ * complains when a function de-escapes it; jsonb refuses both). It is
+ * stricter than the server in one respect: nesting is limited to
+ * JSON_MAX_DEPTH levels, so no caller can be made to hold an unbounded
+ * structure.
  */
 #include "cairn.h"
 
@@ -46,11 +47,13 @@ static const unsigned char *fail(json_fail *f, const unsigned char *at, const ch
     return NULL;
 }
 
+/* ASCII digit test that ignores the locale, unlike isdigit(). */
 static int is_digit(unsigned c)
 {
     return c >= '0' && c <= '9';
 }
 
+/* ASCII hex digit test for \uXXXX escapes, independent of the locale. */
 static int is_hex(unsigned c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
