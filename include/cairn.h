@@ -101,7 +101,8 @@ typedef struct cairn_options {
     int workers;               /* executor threads; 0: 16 */
     int commit_connections;    /* connections that write checkpoints, each commit shared by many workflows; 0: 2 */
     int pool_connections;      /* connections for reads, recovery and API calls; 0: 4 */
-    int max_attempts;          /* executions of one workflow before it is dead-lettered; 0: 20 */
+    int max_attempts;          /* executions of one workflow cut short by crashes before it is dead-lettered
+                                  (interruptions by cairn_close() do not count); 0: 20 */
     size_t max_payload;        /* largest accepted payload in bytes; 0: 16 MiB */
     int connect_timeout_ms;    /* how long API calls wait for an unreachable database; 0: 10000 */
     unsigned flags;            /* CAIRN_NO_MIGRATE */

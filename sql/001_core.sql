@@ -5,14 +5,17 @@
 -- tuple; its payloads live in cairn.workflow_payloads, written once at
 -- start and once at finish. Checkpoints (cairn.steps) are insert-only.
 -- Users read cairn.workflows, a view that joins the two.
+--
+-- Keys and names use the "C" collation: byte order is all cairn needs, and
+-- it keeps B-tree comparisons cheap whatever the database's locale is.
 
 CREATE TABLE cairn.workflow_status (
-    id          text        PRIMARY KEY,
-    name        text        NOT NULL,
-    status      text        NOT NULL
+    id          text        COLLATE "C" PRIMARY KEY,
+    name        text        COLLATE "C" NOT NULL,
+    status      text        COLLATE "C" NOT NULL
                 CHECK (status IN ('ENQUEUED', 'PENDING', 'SUCCESS', 'ERROR', 'CANCELLED', 'DEAD_LETTER')),
-    queue       text        NOT NULL DEFAULT 'default',
-    executor_id text,
+    queue       text        COLLATE "C" NOT NULL DEFAULT 'default',
+    executor_id text        COLLATE "C",
     attempts    integer     NOT NULL DEFAULT 0,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()
@@ -24,16 +27,16 @@ CREATE TABLE cairn.workflow_status (
 CREATE INDEX workflow_status_owner ON cairn.workflow_status (executor_id) WHERE status = 'PENDING';
 
 CREATE TABLE cairn.workflow_payloads (
-    id     text PRIMARY KEY,
+    id     text COLLATE "C" PRIMARY KEY,
     input  json,
     output json,
     error  json
 ) WITH (fillfactor = 85);
 
 CREATE TABLE cairn.steps (
-    workflow_id text        NOT NULL,
+    workflow_id text        COLLATE "C" NOT NULL,
     step        integer     NOT NULL CHECK (step > 0),
-    name        text        NOT NULL,
+    name        text        COLLATE "C" NOT NULL,
     output      json,
     error       json,
     created_at  timestamptz NOT NULL DEFAULT now(),

@@ -86,7 +86,6 @@ int cairn_open(cairn **out, const cairn_options *opts)
     pthread_mutex_init(&h->pool_lock, NULL);
     pthread_cond_init(&h->pool_cond, NULL);
     pthread_mutex_init(&h->commit_lock, NULL);
-    pthread_cond_init(&h->commit_cond, NULL);
     pthread_mutex_init(&h->run_lock, NULL);
     pthread_cond_init(&h->run_cond, NULL);
     pthread_cond_init(&h->sleep_cond, NULL);
@@ -150,10 +149,10 @@ void cairn_close(cairn *h)
     if (!h)
         return;
     atomic_store(&h->shutting_down, 1);
-    cairn__commit_shutdown(h);
     if (h->active) {
         cairn__executor_shutdown(h);
         cairn__executor_free(h);
+        cairn__executor_release(h);
     }
     cairn__commit_free(h);
     if (h->pool) {
@@ -166,7 +165,6 @@ void cairn_close(cairn *h)
     pthread_mutex_destroy(&h->pool_lock);
     pthread_cond_destroy(&h->pool_cond);
     pthread_mutex_destroy(&h->commit_lock);
-    pthread_cond_destroy(&h->commit_cond);
     pthread_mutex_destroy(&h->run_lock);
     pthread_cond_destroy(&h->run_cond);
     pthread_cond_destroy(&h->sleep_cond);

@@ -7,6 +7,11 @@
  * a single pipelined round trip and a single commit. A lone workflow pays
  * one statement and one commit per checkpoint with no hand-off to another
  * thread; many concurrent workflows share each commit's fsync.
+ *
+ * Each item carries its own mutex and condition variable, so a finished
+ * batch wakes exactly its own waiters, once each, and the head of the
+ * queue is woken to lead the next batch: no thundering herd on one
+ * condition variable shared by every waiting thread.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,13 +35,6 @@ void cairn__commit_free(cairn *h)
         cairn__conn_drop(&h->commit_conns[i]);
     free(h->commit_conns);
     h->commit_conns = NULL;
-}
-
-void cairn__commit_shutdown(cairn *h)
-{
-    pthread_mutex_lock(&h->commit_lock);
-    pthread_cond_broadcast(&h->commit_cond);
-    pthread_mutex_unlock(&h->commit_lock);
 }
 
 /* The arrays of one statement kind, built as Postgres array literals. */
@@ -102,6 +100,23 @@ static void set_item_error(cairn__item *it, int rc, const PGresult *r, PGconn *p
     it->rc = rc;
 }
 
+/* The five parameters of an item as its kind's statements number them. */
+static void item_params(const cairn *h, const cairn__item *it, const char *v[5], char stepno[16])
+{
+    switch (it->kind) {
+    case CAIRN__START_ITEM:
+        v[0] = it->id, v[1] = it->name, v[2] = it->queue, v[3] = it->input, v[4] = h->executor_id;
+        break;
+    case CAIRN__STEP_ITEM:
+        snprintf(stepno, 16, "%d", it->step);
+        v[0] = it->id, v[1] = stepno, v[2] = it->name, v[3] = it->output, v[4] = it->error;
+        break;
+    default:
+        v[0] = it->id, v[1] = it->status, v[2] = it->output, v[3] = it->error, v[4] = h->executor_id;
+        break;
+    }
+}
+
 /*
  * Writes items[0..n) in one transaction: one statement per kind present,
  * pipelined, then one sync. Returns CAIRN_OK, CAIRN_ECONN (connection
@@ -110,47 +125,44 @@ static void set_item_error(cairn__item *it, int rc, const PGresult *r, PGconn *p
  */
 static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, char *errbuf, size_t errlen)
 {
-    batch_arrays starts, steps, finishes;
-    arrays_init(&starts, 4);
-    arrays_init(&steps, 5);
-    arrays_init(&finishes, 4);
+    /*
+     * Per kind: a lone item binds its values directly to the single-row
+     * statement (the common case when few workflows run); several items
+     * travel as one array per column to the batch statement. The executor
+     * ID is a plain parameter either way.
+     */
+    static const int single_stmt[3] = {CAIRN__Q_START1, CAIRN__Q_STEP1, CAIRN__Q_FINISH1};
+    static const int batch_stmt[3] = {CAIRN__Q_START, CAIRN__Q_STEP, CAIRN__Q_FINISH};
+    static const int array_cols[3] = {4, 5, 4};
+    batch_arrays arr[3];
+    int count[3] = {0, 0, 0};
+    const cairn__item *lone[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < n; i++) {
+        items[i]->applied = 0;
+        count[items[i]->kind]++;
+        lone[items[i]->kind] = items[i];
+    }
+    for (int k = 0; k < 3; k++)
+        arrays_init(&arr[k], count[k] > 1 ? array_cols[k] : 0);
+    const char *v[5];
     char stepno[16];
     for (int i = 0; i < n; i++) {
-        cairn__item *it = items[i];
-        it->applied = 0;
-        switch (it->kind) {
-        case CAIRN__START_ITEM:
-            cairn__buf_array_elem(&starts.a[0], it->id);
-            cairn__buf_array_elem(&starts.a[1], it->name);
-            cairn__buf_array_elem(&starts.a[2], it->queue);
-            cairn__buf_array_elem(&starts.a[3], it->input);
-            starts.n++;
-            break;
-        case CAIRN__STEP_ITEM:
-            snprintf(stepno, sizeof stepno, "%d", it->step);
-            cairn__buf_array_elem(&steps.a[0], it->id);
-            cairn__buf_array_elem(&steps.a[1], stepno);
-            cairn__buf_array_elem(&steps.a[2], it->name);
-            cairn__buf_array_elem(&steps.a[3], it->output);
-            cairn__buf_array_elem(&steps.a[4], it->error);
-            steps.n++;
-            break;
-        default:
-            cairn__buf_array_elem(&finishes.a[0], it->id);
-            cairn__buf_array_elem(&finishes.a[1], it->status);
-            cairn__buf_array_elem(&finishes.a[2], it->output);
-            cairn__buf_array_elem(&finishes.a[3], it->error);
-            finishes.n++;
-            break;
-        }
+        int k = items[i]->kind;
+        if (count[k] < 2)
+            continue;
+        item_params(h, items[i], v, stepno);
+        for (int col = 0; col < array_cols[k]; col++)
+            cairn__buf_array_elem(&arr[k].a[col], v[col]);
     }
-    arrays_close(&starts, 4);
-    arrays_close(&steps, 5);
-    arrays_close(&finishes, 4);
     int rc = CAIRN_OK;
-    if (arrays_oom(&starts, 4) || arrays_oom(&steps, 5) || arrays_oom(&finishes, 4)) {
+    for (int k = 0; k < 3; k++) {
+        int cols = count[k] > 1 ? array_cols[k] : 0;
+        arrays_close(&arr[k], cols);
+        if (arrays_oom(&arr[k], cols))
+            rc = CAIRN_ENOMEM;
+    }
+    if (rc != CAIRN_OK) {
         snprintf(errbuf, errlen, "out of memory building a batch");
-        rc = CAIRN_ENOMEM;
         goto out;
     }
 
@@ -161,25 +173,21 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
         snprintf(errbuf, errlen, "cannot enter pipeline mode: %s", PQerrorMessage(pg));
         goto out;
     }
-    const char *v[5];
     int ok = 1;
-    if (starts.n) {
-        v[0] = starts.a[0].data, v[1] = starts.a[1].data, v[2] = starts.a[2].data, v[3] = starts.a[3].data;
-        v[4] = h->executor_id;
-        ok = ok && PQsendQueryPrepared(pg, cairn__stmt_name(CAIRN__Q_START), 5, v, NULL, NULL, 0);
-        sent[0] = 1;
-    }
-    if (steps.n) {
-        for (int k = 0; k < 5; k++)
-            v[k] = steps.a[k].data;
-        ok = ok && PQsendQueryPrepared(pg, cairn__stmt_name(CAIRN__Q_STEP), 5, v, NULL, NULL, 0);
-        sent[1] = 1;
-    }
-    if (finishes.n) {
-        v[0] = finishes.a[0].data, v[1] = finishes.a[1].data, v[2] = finishes.a[2].data, v[3] = finishes.a[3].data;
-        v[4] = h->executor_id;
-        ok = ok && PQsendQueryPrepared(pg, cairn__stmt_name(CAIRN__Q_FINISH), 5, v, NULL, NULL, 0);
-        sent[2] = 1;
+    for (int k = 0; k < 3 && ok; k++) {
+        if (count[k] == 0)
+            continue;
+        if (count[k] == 1) {
+            item_params(h, lone[k], v, stepno);
+        } else {
+            for (int col = 0; col < array_cols[k]; col++)
+                v[col] = arr[k].a[col].data;
+            if (array_cols[k] == 4)
+                v[4] = h->executor_id;
+        }
+        int stmt = count[k] == 1 ? single_stmt[k] : batch_stmt[k];
+        ok = PQsendQueryPrepared(pg, cairn__stmt_name(stmt), 5, v, NULL, NULL, 0);
+        sent[k] = 1;
     }
     ok = ok && PQpipelineSync(pg);
     if (!ok) {
@@ -239,9 +247,8 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
     if (rc == CAIRN_ECONN)
         cairn__conn_drop(c);
 out:
-    arrays_free(&starts);
-    arrays_free(&steps);
-    arrays_free(&finishes);
+    for (int k = 0; k < 3; k++)
+        arrays_free(&arr[k]);
     return rc;
 }
 
@@ -306,38 +313,63 @@ static void commit_batch(cairn *h, cairn__conn *c, cairn__item *const *batch, in
     }
 }
 
+/* A commit connection no batch is using, or NULL; called with commit_lock held. */
+static cairn__conn *free_conn(cairn *h)
+{
+    for (int i = 0; i < h->commit_conns_n; i++)
+        if (!h->commit_conns[i].in_use)
+            return &h->commit_conns[i];
+    return NULL;
+}
+
+/* Wakes one waiter, to lead or (done) because its item is written. */
+static void poke(cairn__item *it, int done)
+{
+    pthread_mutex_lock(&it->mu);
+    if (done)
+        it->done = 1;
+    it->wake = 1;
+    pthread_cond_signal(&it->cond);
+    pthread_mutex_unlock(&it->mu);
+}
+
 int cairn__commit(cairn *h, cairn__item *item)
 {
     item->done = 0;
+    item->wake = 0;
     item->rc = CAIRN_OK;
     item->applied = 0;
     item->errmsg[0] = '\0';
     item->sqlstate[0] = '\0';
     item->next = NULL;
+    pthread_mutex_init(&item->mu, NULL);
+    pthread_cond_init(&item->cond, NULL);
+    int queued = 0;
 
-    pthread_mutex_lock(&h->commit_lock);
-    if (h->pending_tail)
-        h->pending_tail->next = item;
-    else
-        h->pending_head = item;
-    h->pending_tail = item;
-    h->pending_count++;
-
-    while (!item->done) {
-        cairn__conn *c = NULL;
-        if (h->pending_head) {
-            for (int i = 0; i < h->commit_conns_n; i++) {
-                if (!h->commit_conns[i].in_use) {
-                    c = &h->commit_conns[i];
-                    break;
-                }
-            }
+    for (;;) {
+        pthread_mutex_lock(&h->commit_lock);
+        if (!queued) {
+            if (h->pending_tail)
+                h->pending_tail->next = item;
+            else
+                h->pending_head = item;
+            h->pending_tail = item;
+            h->pending_count++;
+            queued = 1;
         }
+        cairn__conn *c = h->pending_head ? free_conn(h) : NULL;
         if (!c) {
-            pthread_cond_wait(&h->commit_cond, &h->commit_lock);
+            pthread_mutex_unlock(&h->commit_lock);
+            pthread_mutex_lock(&item->mu);
+            while (!item->done && !item->wake)
+                pthread_cond_wait(&item->cond, &item->mu);
+            item->wake = 0;
+            int done = item->done;
+            pthread_mutex_unlock(&item->mu);
+            if (done)
+                break;
             continue;
         }
-        /* Lead: take the queued items and write them while others queue up. */
         cairn__item *batch[CAIRN__MAX_BATCH];
         int n = 0;
         while (h->pending_head && n < CAIRN__MAX_BATCH) {
@@ -348,17 +380,31 @@ int cairn__commit(cairn *h, cairn__item *item)
         if (!h->pending_head)
             h->pending_tail = NULL;
         c->in_use = 1;
+        /* A queued item is not done, so it is safe to wake under commit_lock. */
+        if (h->pending_head && free_conn(h))
+            poke(h->pending_head, 0);
         pthread_mutex_unlock(&h->commit_lock);
 
         commit_batch(h, c, batch, n);
 
         pthread_mutex_lock(&h->commit_lock);
         c->in_use = 0;
-        for (int i = 0; i < n; i++)
-            batch[i]->done = 1;
-        pthread_cond_broadcast(&h->commit_cond);
+        if (h->pending_head)
+            poke(h->pending_head, 0); /* the next leader */
+        pthread_mutex_unlock(&h->commit_lock);
+        /* Only the waiters of this batch wake, each once, outside commit_lock. */
+        int mine = 0;
+        for (int i = 0; i < n; i++) {
+            if (batch[i] == item)
+                mine = 1;
+            else
+                poke(batch[i], 1);
+        }
+        if (mine)
+            break;
     }
-    pthread_mutex_unlock(&h->commit_lock);
+    pthread_mutex_destroy(&item->mu);
+    pthread_cond_destroy(&item->cond);
     if (item->rc != CAIRN_OK)
         cairn__fail_state(item->rc, item->sqlstate, item->errmsg);
     return item->rc;

@@ -51,6 +51,30 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "  UPDATE cairn.workflow_payloads p SET output = v.output, error = v.error"
         "    FROM v JOIN upd ON upd.id = v.id WHERE p.id = v.id)"
         "SELECT id FROM upd"},
+    /* The same three writes for a batch of one: plain VALUES, no arrays to parse. */
+    [CAIRN__Q_START1] = {"cairn_start1",
+        "WITH ins AS ("
+        "  INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts)"
+        "  VALUES ($1, $2, 'PENDING', $3, $5, 1)"
+        "  ON CONFLICT (id) DO NOTHING"
+        "  RETURNING id),"
+        " pay AS ("
+        "  INSERT INTO cairn.workflow_payloads (id, input) SELECT id, $4::json FROM ins)"
+        "SELECT id FROM ins"},
+    [CAIRN__Q_STEP1] = {"cairn_step1",
+        "INSERT INTO cairn.steps (workflow_id, step, name, output, error)"
+        " VALUES ($1, $2::int, $3, $4::json, $5::json)"
+        " ON CONFLICT (workflow_id, step) DO NOTHING"
+        " RETURNING workflow_id, step"},
+    [CAIRN__Q_FINISH1] = {"cairn_finish1",
+        "WITH upd AS ("
+        "  UPDATE cairn.workflow_status SET status = $2, updated_at = now()"
+        "   WHERE id = $1 AND status = 'PENDING' AND executor_id = $5"
+        "  RETURNING id),"
+        " pay AS ("
+        "  UPDATE cairn.workflow_payloads p SET output = $3::json, error = $4::json"
+        "    FROM upd WHERE p.id = upd.id)"
+        "SELECT id FROM upd"},
     /*
      * Take up this executor's unfinished workflows for another execution,
      * or dead-letter those that already used up their executions.
@@ -66,7 +90,7 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         " dead AS ("
         "  UPDATE cairn.workflow_payloads p"
         "     SET error = json_build_object('message', format("
-        "         'workflow was interrupted %s times (its executor crashed or stopped during each run); moved to DEAD_LETTER',"
+        "         'workflow was interrupted %s times (its executor died during each run); moved to DEAD_LETTER',"
         "         c.attempts - 1), 'attempts', c.attempts - 1)"
         "    FROM c WHERE p.id = c.id AND c.status = 'DEAD_LETTER')"
         "SELECT id, name, status, attempts FROM c"},
@@ -103,6 +127,11 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "  FROM (SELECT * FROM cairn.workflow_status"
         "         WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR name = $2)"
         "         ORDER BY created_at DESC, id DESC LIMIT $3::int) s"},
+    /* Executions interrupted by a graceful close are not crashes: take them back. */
+    [CAIRN__Q_RELEASE] = {"cairn_release",
+        "UPDATE cairn.workflow_status SET attempts = attempts - 1"
+        " WHERE id = ANY($1::text[]) AND executor_id = $2 AND status = 'PENDING' AND attempts > 0"
+        " RETURNING id"},
 };
 
 int cairn__conn_lost(PGconn *pg, const PGresult *res)

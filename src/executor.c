@@ -182,6 +182,11 @@ int cairn__sleep(cairn *h, long long ms)
 static void run_finish(cairn *h, cairn__run *r)
 {
     pthread_mutex_lock(&h->run_lock);
+    if (r->released) {
+        if (h->released.len == 0)
+            cairn__buf_puts(&h->released, "{");
+        cairn__buf_array_elem(&h->released, r->id);
+    }
     active_remove(h, r);
     r->done = 1;
     pthread_cond_broadcast(&r->cond);
@@ -244,6 +249,7 @@ void cairn__executor_free(cairn *h)
     cairn__run *r = h->queue_head;
     while (r) {
         cairn__run *next = r->next_queued;
+        r->released = 1;
         run_finish(h, r);
         r = next;
     }
@@ -252,6 +258,25 @@ void cairn__executor_free(cairn *h)
     h->threads = NULL;
     free(h->active);
     h->active = NULL;
+}
+
+void cairn__executor_release(cairn *h)
+{
+    if (h->released.len == 0 || h->released.oom) {
+        cairn__buf_free(&h->released);
+        return;
+    }
+    cairn__buf_puts(&h->released, "}");
+    const char *vals[2] = {h->released.data, h->executor_id};
+    PGresult *res = NULL;
+    if (cairn__query(h, CAIRN__Q_RELEASE, 2, vals, &res) == CAIRN_OK) {
+        cairn__log(h, CAIRN_LOG_INFO, "executor %s handed back %d interrupted workflow(s)", h->executor_id,
+                   PQntuples(res));
+        PQclear(res);
+    } else {
+        cairn__log(h, CAIRN_LOG_WARN, "could not hand back interrupted workflows: %s", cairn_errmsg(h));
+    }
+    cairn__buf_free(&h->released);
 }
 
 int cairn__recover(cairn *h, const char *id)

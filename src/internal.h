@@ -64,6 +64,9 @@ enum {
     CAIRN__Q_START,
     CAIRN__Q_STEP,
     CAIRN__Q_FINISH,
+    CAIRN__Q_START1,
+    CAIRN__Q_STEP1,
+    CAIRN__Q_FINISH1,
     CAIRN__Q_CLAIM,
     CAIRN__Q_LOAD,
     CAIRN__Q_STATUS,
@@ -71,6 +74,7 @@ enum {
     CAIRN__Q_STEP_GET,
     CAIRN__Q_DESCRIBE,
     CAIRN__Q_LIST,
+    CAIRN__Q_RELEASE,
     CAIRN__Q_COUNT
 };
 
@@ -138,18 +142,20 @@ typedef struct cairn__item {
     const char *error;  /* STEP, FINISH: JSON or NULL */
     long long give_up_at; /* monotonic ms after which a lost database fails the item; 0: never */
     /* Results, valid once done is set. */
-    int done;           /* guarded by commit_lock */
+    int done;           /* guarded by mu */
     int rc;
     int applied;        /* the row was written (not already there) */
     char errmsg[256];
     char sqlstate[6];
     struct cairn__item *next;
+    pthread_mutex_t mu;  /* guards done and wake for the waiter */
+    pthread_cond_t cond; /* signalled when done, or when this item should lead */
+    int wake;
 } cairn__item;
 
 /* Queue the item, help commit batches until it is done, return item->rc. */
 int cairn__commit(cairn *h, cairn__item *item);
 int cairn__commit_init(cairn *h);
-void cairn__commit_shutdown(cairn *h);
 void cairn__commit_free(cairn *h);
 
 /* ---- executor.c: runs and the thread pool ------------------------------ */
@@ -167,6 +173,7 @@ typedef struct cairn__run {
     char *input;          /* known for fresh runs; loaded with the checkpoints otherwise */
     const cairn__entry *wf;
     int fresh;            /* just started: nothing recorded, nothing to load */
+    int released;         /* stopped by cairn_close(), not by a crash */
     int attempt;
     /* Completion, guarded by the handle's run lock. */
     int done;
@@ -182,6 +189,8 @@ int cairn__executor_init(cairn *h);
 int cairn__executor_start(cairn *h);
 void cairn__executor_shutdown(cairn *h);
 void cairn__executor_free(cairn *h);
+/* Hand back the executions cairn_close() interrupted, so they do not count as crashes. */
+void cairn__executor_release(cairn *h);
 /* Resume workflows owned by this executor: all of them (id NULL) or one. */
 int cairn__recover(cairn *h, const char *id);
 /* Look up a run by ID and take a reference; NULL if not active here. */
@@ -230,7 +239,6 @@ struct cairn {
 
     /* Group commit (commit.c). */
     pthread_mutex_t commit_lock;
-    pthread_cond_t commit_cond;
     cairn__conn *commit_conns;
     cairn__item *pending_head, *pending_tail;
     size_t pending_count;
@@ -244,6 +252,7 @@ struct cairn {
     size_t active_cap, active_count;
     pthread_t *threads;
     int nthreads;
+    cairn__buf released;         /* array literal of IDs cairn_close() interrupted */
 };
 
 #endif /* CAIRN_INTERNAL_H */

@@ -323,6 +323,7 @@ void cairn__execute(cairn *h, cairn__run *r)
     char *output = NULL;
     int rc = r->wf->wf(&ctx, r->input ? r->input : "null", &output, r->wf->udata);
     if (ctx.abandoned || (rc != CAIRN_OK && atomic_load(&h->shutting_down))) {
+        r->released = atomic_load(&h->shutting_down);
         free(output);
         ctx_free(&ctx);
         return; /* stays PENDING; resumed by the next start of this executor */

@@ -61,6 +61,17 @@ static int step_bad_json(cairn_step_ctx *s, const char *in, char **out, void *u)
     return CAIRN_OK;
 }
 
+static atomic_int slow_started;
+
+/* Takes a while, so that the test can close the handle while it runs. */
+static int step_slow(cairn_step_ctx *s, const char *in, char **out, void *u)
+{
+    atomic_fetch_add(&slow_started, 1);
+    usleep(200 * 1000);
+    *out = strdup(in);
+    return CAIRN_OK;
+}
+
 static int step_key(cairn_step_ctx *s, const char *in, char **out, void *u)
 {
     snprintf(seen_key, sizeof seen_key, "%s", cairn_step_key(s));
@@ -124,6 +135,17 @@ static int wf_key(cairn_ctx *ctx, const char *in, char **out, void *u)
     return rc;
 }
 
+/* Two slow steps: closing the handle during the first interrupts the workflow. */
+static int wf_slow(cairn_ctx *ctx, const char *in, char **out, void *u)
+{
+    char *a = NULL;
+    int rc = cairn_step(ctx, "slow", in, &a);
+    if (rc == CAIRN_OK)
+        rc = cairn_step(ctx, "slow", a, out);
+    free(a);
+    return rc;
+}
+
 static int wf_echo(cairn_ctx *ctx, const char *in, char **out, void *u)
 {
     atomic_fetch_add(&wf_runs, 1);
@@ -151,6 +173,8 @@ static cairn *open_worker(const char *executor_id, int max_attempts)
     T_OK(h, cairn_register_step(h, "declined", step_always_fails, NULL, &twice));
     T_OK(h, cairn_register_step(h, "bad_json", step_bad_json, NULL, NULL));
     T_OK(h, cairn_register_step(h, "key", step_key, NULL, NULL));
+    T_OK(h, cairn_register_step(h, "slow", step_slow, NULL, NULL));
+    T_OK(h, cairn_register_workflow(h, "slow", wf_slow, NULL));
     T_OK(h, cairn_register_workflow(h, "three", wf_three, NULL));
     T_OK(h, cairn_register_workflow(h, "catch", wf_catch, NULL));
     T_OK(h, cairn_register_workflow(h, "flaky", wf_flaky, NULL));
@@ -452,6 +476,29 @@ static void test_dead_letter(void **state)
     assert_int_equal(t_scalar("SELECT attempts FROM cairn.workflow_status WHERE id = 'dead-1'"), 4);
 }
 
+static void test_graceful_close_is_not_a_crash(void **state)
+{
+    cairn *h = open_started("e-close");
+    atomic_store(&slow_started, 0);
+    cairn_start_options so = {.size = sizeof so, .id = "close-1"};
+    T_OK(h, cairn_start(h, "slow", "\"v\"", &so, NULL));
+    while (atomic_load(&slow_started) == 0)
+        usleep(1000);
+    cairn_close(h); /* waits for the running step, then stops before the next */
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.workflow_status WHERE id = 'close-1' AND status = 'PENDING'"), 1);
+    /* The interrupted execution was handed back: it does not count toward dead-lettering. */
+    assert_int_equal(t_scalar("SELECT attempts FROM cairn.workflow_status WHERE id = 'close-1'"), 0);
+    h = open_started("e-close");
+    cairn_status st;
+    char *res = NULL;
+    T_OK(h, cairn_await(h, "close-1", 20000, &st, &res));
+    assert_int_equal(st, CAIRN_STATUS_SUCCESS);
+    assert_string_equal(res, "\"v\"");
+    cairn_free(res);
+    assert_int_equal(t_scalar("SELECT attempts FROM cairn.workflow_status WHERE id = 'close-1'"), 1);
+    cairn_close(h);
+}
+
 static void test_step_key_and_bad_outputs(void **state)
 {
     cairn *h = open_started("e-key");
@@ -561,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_replay_divergence),
         cmocka_unit_test(test_retry_backoff),
         cmocka_unit_test(test_dead_letter),
+        cmocka_unit_test(test_graceful_close_is_not_a_crash),
         cmocka_unit_test(test_step_key_and_bad_outputs),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_await_timeout),
