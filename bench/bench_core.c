@@ -1,0 +1,1152 @@
+/*
+ * bench_core: the core benchmark. It measures, against one server in one
+ * run, what Postgres itself does (pgbench committing one-row INSERTs from
+ * 1 and 32 clients) and what cairn does with the same server (a workflow
+ * of three no-op steps, run one after another and with many in flight),
+ * and prints the figures side by side with their ratios. It also counts
+ * what each workflow costs the database: write commits (from the server's
+ * transaction ID counter), all committed transactions (from
+ * pg_stat_database.xact_commit), and statements and round trips (from
+ * pg_stat_statements when the server has it loaded, and from the libpq
+ * calls the library makes when the build counts them). Last, it reports
+ * the client CPU time and context switches each workflow costs.
+ *
+ * It prints figures; it is not a test and has no pass/fail time limit.
+ * Its exit status is non-zero only when something failed to run.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include <cairn.h>
+
+extern char **environ;
+
+#define WORKFLOW_NAME "cairn_bench_noop3"
+#define STEP_NAME "cairn_bench_noop"
+#define STEPS_PER_WORKFLOW 3
+#define ITEMS_PER_WORKFLOW (STEPS_PER_WORKFLOW + 2) /* start, three checkpoints, finish */
+#define MAX_INFLIGHT_RUNS 8
+#define AWAIT_TIMEOUT_MS 60000
+
+/* ---- command line ---------------------------------------------------- */
+
+typedef struct config {
+    const char *conninfo;  /* "" means libpq's defaults (PG* environment) */
+    const char *pgbench;   /* NULL: skip the baseline */
+    int pgbench_seconds;
+    int runs;              /* measured sequential workflows */
+    int warmup;            /* sequential warm-up workflows */
+    int seconds;           /* measured seconds per concurrent run */
+    int warmup_seconds;    /* warm-up seconds per concurrent run */
+    int inflight[MAX_INFLIGHT_RUNS];
+    int ninflight;
+    int commit_connections; /* 0: the library's default */
+    int repeat;             /* times the whole set of measurements is taken */
+    int keep;               /* leave the benchmark's rows in place */
+} config;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bench_core [OPTIONS] [CONNINFO]\n\n"
+            "Runs a one-row INSERT pgbench baseline and cairn's 3-step no-op workflow on the same\n"
+            "server and prints the figures and their ratios. CONNINFO is a libpq URL or key=value\n"
+            "string; without it $CAIRN_DATABASE_URL, else libpq's PG* environment.\n\n"
+            "  --pgbench PATH          the pgbench program (default $PGBENCH, else pgbench on PATH)\n"
+            "  --no-pgbench            skip the baseline (no ratios are printed)\n"
+            "  --pgbench-seconds N     length of each pgbench run (10)\n"
+            "  --runs N                measured sequential workflows (2000)\n"
+            "  --warmup N              sequential warm-up workflows (200)\n"
+            "  --seconds N             measured seconds per concurrent run (10)\n"
+            "  --warmup-seconds N      warm-up seconds per concurrent run (1)\n"
+            "  --inflight LIST         comma-separated workflows in flight (16,64)\n"
+            "  --commit-connections N  cairn_options.commit_connections (library default)\n"
+            "  --repeat N              take every measurement N times, print medians (1)\n"
+            "  --keep                  keep the benchmark's table and workflow rows\n");
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_list(const char *s, config *c)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    c->ninflight = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (c->ninflight == MAX_INFLIGHT_RUNS || parse_int(tok, 1, 1024, &c->inflight[c->ninflight]) < 0)
+            return -1;
+        c->ninflight++;
+    }
+    return c->ninflight > 0 ? 0 : -1;
+}
+
+static int parse_args(int argc, char **argv, config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->pgbench = getenv("PGBENCH");
+    if (!c->pgbench || !*c->pgbench)
+        c->pgbench = "pgbench";
+    c->pgbench_seconds = 10;
+    c->runs = 2000;
+    c->warmup = 200;
+    c->seconds = 10;
+    c->warmup_seconds = 1;
+    c->inflight[0] = 16;
+    c->inflight[1] = 64;
+    c->ninflight = 2;
+    c->repeat = 1;
+    c->conninfo = getenv("CAIRN_DATABASE_URL");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            exit(0);
+        } else if (strcmp(a, "--no-pgbench") == 0) {
+            c->pgbench = NULL;
+        } else if (strcmp(a, "--keep") == 0) {
+            c->keep = 1;
+        } else if (a[0] == '-' && a[1] == '-' && !v) {
+            bad = 1;
+        } else if (strcmp(a, "--pgbench") == 0) {
+            c->pgbench = v, i++;
+        } else if (strcmp(a, "--pgbench-seconds") == 0) {
+            bad = parse_int(v, 1, 3600, &c->pgbench_seconds), i++;
+        } else if (strcmp(a, "--runs") == 0) {
+            bad = parse_int(v, 1, 10000000, &c->runs), i++;
+        } else if (strcmp(a, "--warmup") == 0) {
+            bad = parse_int(v, 0, 10000000, &c->warmup), i++;
+        } else if (strcmp(a, "--seconds") == 0) {
+            bad = parse_int(v, 1, 3600, &c->seconds), i++;
+        } else if (strcmp(a, "--warmup-seconds") == 0) {
+            bad = parse_int(v, 0, 3600, &c->warmup_seconds), i++;
+        } else if (strcmp(a, "--inflight") == 0) {
+            bad = parse_list(v, c), i++;
+        } else if (strcmp(a, "--repeat") == 0) {
+            bad = parse_int(v, 1, 100, &c->repeat), i++;
+        } else if (strcmp(a, "--commit-connections") == 0) {
+            bad = parse_int(v, 1, 64, &c->commit_connections), i++;
+        } else if (a[0] == '-') {
+            bad = 1;
+        } else {
+            c->conninfo = a;
+        }
+        if (bad) {
+            fprintf(stderr, "bench_core: bad argument '%s'%s%s\n", a, v ? " " : "", v && a[0] == '-' ? v : "");
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (!c->conninfo)
+        c->conninfo = "";
+    return 0;
+}
+
+/* ---- small helpers --------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void die(const char *fmt, ...) CAIRN_PRINTF(1, 2);
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("bench_core: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of sorted v[0..n). */
+static double percentile(const double *v, size_t n, double p)
+{
+    if (n == 0)
+        return NAN;
+    size_t k = (size_t)ceil(p / 100.0 * (double)n);
+    return v[k == 0 ? 0 : k - 1];
+}
+
+/* ---- counting the library's libpq calls ------------------------------ */
+
+/*
+ * When the build links with --wrap for these libpq functions (see
+ * CMakeLists.txt), every call the library makes passes through here and
+ * is counted: statements sent, and round trips (a call that waits for the
+ * server; a pipeline of statements ending in one sync is one round trip).
+ * The benchmark's own monitoring queries run only outside the windows in
+ * which these counters are read.
+ */
+static atomic_llong n_statements;
+static atomic_llong n_round_trips;
+
+#ifdef BENCH_COUNT_LIBPQ
+#define COUNTING_LIBPQ 1
+PGresult *__real_PQexec(PGconn *conn, const char *query);
+PGresult *__real_PQexecParams(PGconn *conn, const char *command, int n, const Oid *types, const char *const *values,
+                              const int *lengths, const int *formats, int result_format);
+PGresult *__real_PQexecPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
+                                const int *formats, int result_format);
+PGresult *__real_PQprepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types);
+int __real_PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
+                               const int *formats, int result_format);
+int __real_PQpipelineSync(PGconn *conn);
+PGresult *__wrap_PQexec(PGconn *conn, const char *query);
+PGresult *__wrap_PQexecParams(PGconn *conn, const char *command, int n, const Oid *types, const char *const *values,
+                              const int *lengths, const int *formats, int result_format);
+PGresult *__wrap_PQexecPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
+                                const int *formats, int result_format);
+PGresult *__wrap_PQprepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types);
+int __wrap_PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
+                               const int *formats, int result_format);
+int __wrap_PQpipelineSync(PGconn *conn);
+
+PGresult *__wrap_PQexec(PGconn *conn, const char *query)
+{
+    atomic_fetch_add(&n_statements, 1);
+    atomic_fetch_add(&n_round_trips, 1);
+    return __real_PQexec(conn, query);
+}
+
+PGresult *__wrap_PQexecParams(PGconn *conn, const char *command, int n, const Oid *types, const char *const *values,
+                              const int *lengths, const int *formats, int result_format)
+{
+    atomic_fetch_add(&n_statements, 1);
+    atomic_fetch_add(&n_round_trips, 1);
+    return __real_PQexecParams(conn, command, n, types, values, lengths, formats, result_format);
+}
+
+PGresult *__wrap_PQexecPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
+                                const int *formats, int result_format)
+{
+    atomic_fetch_add(&n_statements, 1);
+    atomic_fetch_add(&n_round_trips, 1);
+    return __real_PQexecPrepared(conn, name, n, values, lengths, formats, result_format);
+}
+
+PGresult *__wrap_PQprepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types)
+{
+    atomic_fetch_add(&n_statements, 1);
+    atomic_fetch_add(&n_round_trips, 1);
+    return __real_PQprepare(conn, name, query, n, types);
+}
+
+int __wrap_PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
+                               const int *formats, int result_format)
+{
+    atomic_fetch_add(&n_statements, 1);
+    return __real_PQsendQueryPrepared(conn, name, n, values, lengths, formats, result_format);
+}
+
+int __wrap_PQpipelineSync(PGconn *conn)
+{
+    atomic_fetch_add(&n_round_trips, 1);
+    return __real_PQpipelineSync(conn);
+}
+#else
+#define COUNTING_LIBPQ 0
+#endif
+
+/* ---- the monitoring connection --------------------------------------- */
+
+/*
+ * One plain libpq connection reads the server's counters between phases.
+ * Its own transactions are counted (queries) so that they can be taken
+ * out of the pg_stat_database figures.
+ */
+typedef struct monitor {
+    PGconn *pg;
+    int version;          /* server_version_num */
+    int have_pgss;        /* pg_stat_statements can be read */
+    long long queries;    /* statements this connection has run, each its own transaction */
+} monitor;
+
+static PGresult *mon_query(monitor *m, const char *sql, int nparams, const char *const *params, int must)
+{
+    m->queries++;
+    PGresult *r = PQexecParams(m->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        if (must)
+            die("%s: %s", sql, PQresultErrorMessage(r));
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void mon_exec(monitor *m, const char *sql)
+{
+    PQclear(mon_query(m, sql, 0, NULL, 1));
+}
+
+/* The first column of the first row of a query as a long long, or -1 if it failed. */
+static long long mon_value(monitor *m, const char *sql, int nparams, const char *const *params, int must)
+{
+    PGresult *r = mon_query(m, sql, nparams, params, must);
+    if (!r)
+        return -1;
+    long long v = PQntuples(r) > 0 && !PQgetisnull(r, 0, 0) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    return v;
+}
+
+static char *mon_text(monitor *m, const char *sql)
+{
+    PGresult *r = mon_query(m, sql, 0, NULL, 0);
+    char *s = strdup(r && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "?");
+    PQclear(r);
+    if (!s)
+        die("out of memory");
+    return s;
+}
+
+static void mon_open(monitor *m, const char *conninfo)
+{
+    memset(m, 0, sizeof *m);
+    m->pg = PQconnectdb(conninfo);
+    if (!m->pg || PQstatus(m->pg) != CONNECTION_OK)
+        die("cannot connect to '%s': %s", conninfo, m->pg ? PQerrorMessage(m->pg) : "out of memory");
+    m->version = PQserverVersion(m->pg);
+    mon_exec(m, "SET client_min_messages = warning");
+    /* pg_stat_statements is readable only when the extension exists and the library is preloaded. */
+    if (mon_value(m, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'", 0, NULL, 1) > 0 &&
+        mon_value(m, "SELECT count(*) FROM pg_stat_statements", 0, NULL, 0) >= 0)
+        m->have_pgss = 1;
+}
+
+/*
+ * A snapshot of the counters a phase is measured with. The transaction ID
+ * counter moves once per transaction that writes, whoever runs it, and
+ * reading it assigns none, so it is exact at any instant. xact_commit
+ * counts every committed transaction, reads too, but backends publish it
+ * lazily, so it is only read once the handle's connections have closed
+ * (see settle()).
+ */
+typedef struct counters {
+    long long next_xid;
+    long long pgss_calls; /* -1 without pg_stat_statements */
+    long long statements; /* counted libpq calls */
+    long long round_trips;
+    double cpu;           /* this process's user + system CPU seconds */
+    long long switches;   /* this process's context switches */
+    double t;
+} counters;
+
+static void snap_server(monitor *m, counters *c)
+{
+    c->next_xid = mon_value(m, "SELECT txid_snapshot_xmax(txid_current_snapshot())", 0, NULL, 1);
+    c->pgss_calls = -1;
+    if (m->have_pgss)
+        c->pgss_calls = mon_value(m,
+                                  "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
+                                  " WHERE query LIKE '%cairn.%' AND query NOT LIKE '%pg_stat_statements%'",
+                                  0, NULL, 0);
+}
+
+static void snap_client(counters *c)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    c->cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+             (double)ru.ru_stime.tv_usec / 1e6;
+    c->switches = ru.ru_nvcsw + ru.ru_nivcsw;
+    c->statements = atomic_load(&n_statements);
+    c->round_trips = atomic_load(&n_round_trips);
+    c->t = now_s();
+}
+
+/* Reads xact_commit after making this connection publish its own counts. */
+static long long xact_commit(monitor *m)
+{
+    if (m->version >= 150000)
+        mon_exec(m, "SELECT pg_stat_force_next_flush()");
+    else
+        sleep_s(0.6); /* the statistics collector of older servers publishes every 500 ms */
+    return mon_value(m, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()", 0, NULL, 1);
+}
+
+/*
+ * Waits until no backend of application_name `app` is left, so that their
+ * statistics have been published (a backend publishes them as it exits).
+ */
+static void settle(monitor *m, const char *app)
+{
+    const char *p[1] = {app};
+    double deadline = now_s() + 10;
+    while (mon_value(m, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", 1, p, 1) > 0) {
+        if (now_s() > deadline) {
+            fprintf(stderr, "bench_core: warning: connections of %s are still open; xact_commit may be short\n", app);
+            break;
+        }
+        sleep_s(0.02);
+    }
+    sleep_s(0.2); /* a backend leaves pg_stat_activity just before it publishes its counts */
+}
+
+/* Asks for a checkpoint so that each phase starts from the same state; needs superuser or pg_checkpoint. */
+static void checkpoint(monitor *m)
+{
+    PQclear(mon_query(m, "CHECKPOINT", 0, NULL, 0));
+}
+
+/* The 1-minute load average, or -1 where /proc/loadavg does not exist. */
+static double load_average(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+/* ---- pgbench baseline ----------------------------------------------- */
+
+/* Runs pgbench with argv and returns the "tps = " it prints, or a negative number. */
+static double run_pgbench(char *const argv[])
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        die("pipe: %s", strerror(errno));
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    posix_spawn_file_actions_addclose(&fa, fds[1]);
+    pid_t pid;
+    int err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (err != 0) {
+        close(fds[0]);
+        fprintf(stderr, "bench_core: cannot run %s: %s\n", argv[0], strerror(err));
+        return -1;
+    }
+    char out[16384];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(fds[0], out + len, sizeof out - 1 - len)) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0)
+            len += (size_t)n;
+    out[len] = '\0';
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    const char *tps = strstr(out, "tps = ");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !tps) {
+        fprintf(stderr, "bench_core: %s failed:\n%s\n", argv[0], out);
+        return -1;
+    }
+    return strtod(tps + 6, NULL);
+}
+
+/* Writes the pgbench script (one one-row INSERT) into path, a mkstemps() template. */
+static void pgbench_script(char *path)
+{
+    int fd = mkstemps(path, 4);
+    if (fd < 0)
+        die("cannot create a pgbench script: %s", strerror(errno));
+    static const char sql[] = "insert into cairn_bench.bench_t(v) values (1);\n";
+    if (write(fd, sql, sizeof sql - 1) != (ssize_t)(sizeof sql - 1))
+        die("cannot write %s: %s", path, strerror(errno));
+    close(fd);
+}
+
+/*
+ * The median latency in ms of the transactions pgbench logged with -l into
+ * directory `dir` (third field of each line, in microseconds); removes the
+ * log files. NAN when there are none.
+ */
+static double pgbench_log_p50(const char *dir)
+{
+    size_t n = 0, cap = 0;
+    double *v = NULL;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        long client, xact;
+        double us;
+        while (f && fscanf(f, "%ld %ld %lf %*[^\n]", &client, &xact, &us) == 3) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 65536;
+                v = realloc(v, cap * sizeof *v);
+                if (!v)
+                    die("out of memory");
+            }
+            v[n++] = us / 1e3;
+        }
+        if (f)
+            fclose(f);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+    double p = NAN;
+    if (n > 0) {
+        qsort(v, n, sizeof *v, cmp_double);
+        p = percentile(v, n, 50);
+    }
+    free(v);
+    return p;
+}
+
+/*
+ * One pgbench run of the one-row INSERT on a fresh table; returns its tps,
+ * or a negative number when it failed. With p50 not NULL, pgbench logs each
+ * transaction and *p50 receives the median latency in ms.
+ */
+static double pgbench_once(const config *cfg, monitor *m, const char *script, int clients, double *p50)
+{
+    char secs[16], nclients[16], nthreads[16], logdir[] = "/tmp/cairn-bench-log-XXXXXX", prefix[PATH_MAX];
+    snprintf(secs, sizeof secs, "%d", cfg->pgbench_seconds);
+    snprintf(nclients, sizeof nclients, "%d", clients);
+    snprintf(nthreads, sizeof nthreads, "%d", clients > 1 ? 2 : 1);
+    mon_exec(m, "CREATE SCHEMA IF NOT EXISTS cairn_bench");
+    mon_exec(m, "DROP TABLE IF EXISTS cairn_bench.bench_t");
+    mon_exec(m, "CREATE TABLE cairn_bench.bench_t(id bigserial PRIMARY KEY, v int)");
+    checkpoint(m);
+    char *argv[20];
+    int k = 0;
+    argv[k++] = (char *)cfg->pgbench;
+    argv[k++] = "-n";
+    argv[k++] = "-M";
+    argv[k++] = "prepared";
+    argv[k++] = "-f";
+    argv[k++] = (char *)script;
+    argv[k++] = "-c";
+    argv[k++] = nclients;
+    argv[k++] = "-j";
+    argv[k++] = nthreads;
+    argv[k++] = "-T";
+    argv[k++] = secs;
+    if (p50) {
+        if (!mkdtemp(logdir))
+            die("cannot create a directory for pgbench's log: %s", strerror(errno));
+        snprintf(prefix, sizeof prefix, "--log-prefix=%s/pgbench_log", logdir);
+        argv[k++] = "-l";
+        argv[k++] = prefix;
+    }
+    if (cfg->conninfo[0])
+        argv[k++] = (char *)cfg->conninfo;
+    argv[k] = NULL;
+    fprintf(stderr, "bench_core: pgbench, one-row INSERT, %d client(s), %s s...\n", clients, secs);
+    double tps = run_pgbench(argv);
+    if (p50)
+        *p50 = pgbench_log_p50(logdir);
+    return tps;
+}
+
+static void baseline_failed(const char *script)
+{
+    unlink(script);
+    die("the pgbench baseline failed; run with --no-pgbench to measure cairn alone");
+}
+
+/* ---- the workflow ---------------------------------------------------- */
+
+static int noop_step(cairn_step_ctx *s, const char *input, char **output, void *udata)
+{
+    (void)s, (void)input, (void)udata;
+    *output = NULL;
+    return CAIRN_OK;
+}
+
+static int noop3_workflow(cairn_ctx *ctx, const char *input, char **output, void *udata)
+{
+    (void)input, (void)udata;
+    for (int i = 0; i < STEPS_PER_WORKFLOW; i++) {
+        int rc = cairn_step(ctx, STEP_NAME, NULL, NULL);
+        if (rc != CAIRN_OK)
+            return rc;
+    }
+    *output = NULL;
+    return CAIRN_OK;
+}
+
+/* Appends a value escaped for a key='value' conninfo string. */
+static void put_conninfo_value(char *out, size_t len, size_t *pos, const char *v)
+{
+    for (; *v && *pos + 3 < len; v++) {
+        if (*v == '\'' || *v == '\\')
+            out[(*pos)++] = '\\';
+        out[(*pos)++] = *v;
+    }
+}
+
+/*
+ * The caller's conninfo with application_name set to `app`, so that the
+ * handle's connections can be told apart in pg_stat_activity.
+ */
+static char *conninfo_with_app(const char *conninfo, const char *app)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    if (!opts)
+        die("cannot parse the connection string: %s", err ? err : "out of memory");
+    size_t len = 4096 + strlen(conninfo) * 2;
+    char *out = malloc(len);
+    if (!out)
+        die("out of memory");
+    size_t pos = 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || strcmp(o->keyword, "application_name") == 0)
+            continue;
+        pos += (size_t)snprintf(out + pos, len - pos, "%s='", o->keyword);
+        put_conninfo_value(out, len, &pos, o->val);
+        pos += (size_t)snprintf(out + pos, len - pos, "' ");
+    }
+    snprintf(out + pos, len - pos, "application_name='%s'", app);
+    PQconninfoFree(opts);
+    return out;
+}
+
+/* ---- phases ---------------------------------------------------------- */
+
+/* What a phase reports per workflow; NAN where it could not be measured. */
+enum {
+    M_WRITE_COMMITS_WF,
+    M_WRITE_COMMITS_STEP,
+    M_ITEMS_PER_COMMIT,
+    M_STATEMENTS_WF,
+    M_STATEMENTS_STEP,
+    M_ROUND_TRIPS_WF,
+    M_PGSS_WF,
+    M_ALL_XACTS_WF,
+    M_CPU_US_WF,
+    M_SWITCHES_WF,
+    M_COUNT
+};
+
+static const char *const metric_label[M_COUNT] = {
+    [M_WRITE_COMMITS_WF] = "write commits per workflow (xid counter)",
+    [M_WRITE_COMMITS_STEP] = "write commits per step (/ 3 steps)",
+    [M_ITEMS_PER_COMMIT] = "durable writes per commit (5 per workflow)",
+    [M_STATEMENTS_WF] = "statements per workflow (libpq calls)",
+    [M_STATEMENTS_STEP] = "statements per step (/ 3 steps)",
+    [M_ROUND_TRIPS_WF] = "round trips per workflow (libpq calls)",
+    [M_PGSS_WF] = "statements per workflow (pg_stat_statements)",
+    [M_ALL_XACTS_WF] = "all transactions per workflow (xact_commit) *",
+    [M_CPU_US_WF] = "client CPU per workflow, us (getrusage)",
+    [M_SWITCHES_WF] = "client context switches per workflow",
+};
+
+typedef struct phase {
+    int inflight;         /* 0: sequential */
+    double wps;           /* workflows completed per second in the measured window */
+    double p50, p90, p99; /* latency from cairn_start() to cairn_await() returning, ms */
+    double metric[M_COUNT];
+} phase;
+
+static cairn *open_handle(const config *cfg, const char *conninfo, const char *executor_id, int workers)
+{
+    cairn_options o;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    o.conninfo = conninfo;
+    o.executor_id = executor_id;
+    o.workers = workers;
+    o.commit_connections = cfg->commit_connections;
+    cairn *h = NULL;
+    int rc = cairn_open(&h, &o);
+    if (rc != CAIRN_OK)
+        die("cairn_open: %s: %s", cairn_strerror(rc), h ? cairn_errmsg(h) : "out of memory");
+    if ((rc = cairn_register_workflow(h, WORKFLOW_NAME, noop3_workflow, NULL)) != CAIRN_OK ||
+        (rc = cairn_register_step(h, STEP_NAME, noop_step, NULL, NULL)) != CAIRN_OK ||
+        (rc = cairn_start_workers(h)) != CAIRN_OK)
+        die("setting up the handle: %s: %s", cairn_strerror(rc), cairn_errmsg(h));
+    return h;
+}
+
+/* Starts one workflow and waits for it; returns its latency in seconds. */
+static double one_workflow(cairn *h)
+{
+    double t0 = now_s();
+    char *id = NULL;
+    int rc = cairn_start(h, WORKFLOW_NAME, NULL, NULL, &id);
+    if (rc != CAIRN_OK)
+        die("cairn_start: %s: %s", cairn_strerror(rc), cairn_errmsg(h));
+    cairn_status st = CAIRN_STATUS_UNKNOWN;
+    rc = cairn_await(h, id, AWAIT_TIMEOUT_MS, &st, NULL);
+    if (rc != CAIRN_OK)
+        die("cairn_await %s: %s: %s", id, cairn_strerror(rc), cairn_errmsg(h));
+    if (st != CAIRN_STATUS_SUCCESS)
+        die("workflow %s ended %s", id, cairn_status_name(st));
+    cairn_free(id);
+    return now_s() - t0;
+}
+
+/* One client thread of a concurrent phase: start a workflow, await it, repeat. */
+typedef struct client {
+    pthread_t thread;
+    cairn *h;
+    double *begin; /* when each workflow was started */
+    double *lat;   /* and how long it took */
+    size_t n, cap;
+} client;
+
+static atomic_int run_stop;
+static atomic_llong run_done;
+
+static void *client_main(void *arg)
+{
+    client *c = arg;
+    while (!atomic_load(&run_stop)) {
+        double t0 = now_s();
+        double l = one_workflow(c->h);
+        if (c->n == c->cap) {
+            c->cap = c->cap ? c->cap * 2 : 4096;
+            c->begin = realloc(c->begin, c->cap * sizeof *c->begin);
+            c->lat = realloc(c->lat, c->cap * sizeof *c->lat);
+            if (!c->begin || !c->lat)
+                die("out of memory");
+        }
+        c->begin[c->n] = t0;
+        c->lat[c->n] = l;
+        c->n++;
+        atomic_fetch_add(&run_done, 1);
+    }
+    return NULL;
+}
+
+/* Fills the per-workflow figures of a window in which `workflows` completed. */
+static void window_metrics(phase *p, const counters *a, const counters *b, double workflows)
+{
+    double steps = workflows * STEPS_PER_WORKFLOW;
+    double commits = (double)(b->next_xid - a->next_xid);
+    p->wps = workflows / (b->t - a->t);
+    p->metric[M_WRITE_COMMITS_WF] = commits / workflows;
+    p->metric[M_WRITE_COMMITS_STEP] = commits / steps;
+    p->metric[M_ITEMS_PER_COMMIT] = commits > 0 ? workflows * ITEMS_PER_WORKFLOW / commits : NAN;
+    p->metric[M_STATEMENTS_WF] = COUNTING_LIBPQ ? (double)(b->statements - a->statements) / workflows : NAN;
+    p->metric[M_STATEMENTS_STEP] = COUNTING_LIBPQ ? (double)(b->statements - a->statements) / steps : NAN;
+    p->metric[M_ROUND_TRIPS_WF] = COUNTING_LIBPQ ? (double)(b->round_trips - a->round_trips) / workflows : NAN;
+    p->metric[M_PGSS_WF] =
+        a->pgss_calls >= 0 && b->pgss_calls >= 0 ? (double)(b->pgss_calls - a->pgss_calls) / workflows : NAN;
+    p->metric[M_CPU_US_WF] = (b->cpu - a->cpu) * 1e6 / workflows;
+    p->metric[M_SWITCHES_WF] = (double)(b->switches - a->switches) / workflows;
+}
+
+static void set_percentiles(phase *p, double *lat, size_t n)
+{
+    qsort(lat, n, sizeof *lat, cmp_double);
+    p->p50 = percentile(lat, n, 50) * 1e3;
+    p->p90 = percentile(lat, n, 90) * 1e3;
+    p->p99 = percentile(lat, n, 99) * 1e3;
+}
+
+/* The sequential phase: one client, one workflow after another. Returns the workflows run. */
+static long long run_sequential(const config *cfg, monitor *m, cairn *h, phase *p)
+{
+    fprintf(stderr, "bench_core: cairn, sequential, %d + %d runs...\n", cfg->warmup, cfg->runs);
+    for (int i = 0; i < cfg->warmup; i++)
+        one_workflow(h);
+    double *lat = malloc((size_t)cfg->runs * sizeof *lat);
+    if (!lat)
+        die("out of memory");
+    counters a, b;
+    snap_server(m, &a);
+    snap_client(&a);
+    for (int i = 0; i < cfg->runs; i++)
+        lat[i] = one_workflow(h);
+    snap_client(&b);
+    snap_server(m, &b);
+    window_metrics(p, &a, &b, cfg->runs);
+    set_percentiles(p, lat, (size_t)cfg->runs);
+    free(lat);
+    return (long long)cfg->warmup + cfg->runs;
+}
+
+/* A concurrent phase: p->inflight client threads. Returns the workflows run. */
+static long long run_concurrent(const config *cfg, monitor *m, cairn *h, phase *p)
+{
+    fprintf(stderr, "bench_core: cairn, %d in flight, %d + %d s...\n", p->inflight, cfg->warmup_seconds,
+            cfg->seconds);
+    client *cl = calloc((size_t)p->inflight, sizeof *cl);
+    if (!cl)
+        die("out of memory");
+    atomic_store(&run_stop, 0);
+    atomic_store(&run_done, 0);
+    for (int i = 0; i < p->inflight; i++) {
+        cl[i].h = h;
+        if (pthread_create(&cl[i].thread, NULL, client_main, &cl[i]) != 0)
+            die("cannot create client thread %d", i);
+    }
+    sleep_s(cfg->warmup_seconds);
+    counters a, b;
+    snap_server(m, &a);
+    long long done0 = atomic_load(&run_done);
+    snap_client(&a);
+    sleep_s(cfg->seconds);
+    snap_client(&b);
+    long long done1 = atomic_load(&run_done);
+    snap_server(m, &b);
+    atomic_store(&run_stop, 1);
+    for (int i = 0; i < p->inflight; i++)
+        pthread_join(cl[i].thread, NULL);
+    window_metrics(p, &a, &b, (double)(done1 - done0));
+
+    /* Latency of the workflows that both started and ended inside the window. */
+    size_t total = 0;
+    for (int i = 0; i < p->inflight; i++)
+        total += cl[i].n;
+    double *lat = malloc((total ? total : 1) * sizeof *lat);
+    if (!lat)
+        die("out of memory");
+    size_t n = 0;
+    for (int i = 0; i < p->inflight; i++) {
+        for (size_t k = 0; k < cl[i].n; k++)
+            if (cl[i].begin[k] >= a.t && cl[i].begin[k] + cl[i].lat[k] <= b.t)
+                lat[n++] = cl[i].lat[k];
+        free(cl[i].begin);
+        free(cl[i].lat);
+    }
+    set_percentiles(p, lat, n);
+    free(lat);
+    free(cl);
+    return atomic_load(&run_done);
+}
+
+/*
+ * One phase on a fresh handle (sequential when p->inflight is 0), with
+ * xact_commit read before the handle opens and after its connections have
+ * closed, so that it covers everything the handle did.
+ */
+static void run_phase(const config *cfg, monitor *m, const char *run_tag, int rep, phase *p)
+{
+    char app[64], executor[64];
+    snprintf(app, sizeof app, "cairn-bench-%s-%d-%d", run_tag, rep, p->inflight);
+    snprintf(executor, sizeof executor, "bench-%s", run_tag);
+    char *conninfo = conninfo_with_app(cfg->conninfo, app);
+
+    checkpoint(m);
+    long long mon0 = m->queries;
+    long long xc0 = xact_commit(m);
+    cairn *h = open_handle(cfg, conninfo, executor, p->inflight > 0 ? p->inflight : 16);
+    long long all = p->inflight ? run_concurrent(cfg, m, h, p) : run_sequential(cfg, m, h, p);
+    cairn_close(h);
+    settle(m, app);
+    long long mon1 = m->queries + (m->version >= 150000 ? 1 : 0); /* with the flush request xact_commit() makes */
+    long long xc1 = xact_commit(m);
+    p->metric[M_ALL_XACTS_WF] = (double)(xc1 - xc0 - (mon1 - mon0)) / (double)all;
+    free(conninfo);
+}
+
+/* Deletes the workflows this run created, in batches that keep each transaction short. */
+static void cleanup(monitor *m, const char *executor)
+{
+    const char *p[1] = {executor};
+    static const char sql[] =
+        "WITH w AS (SELECT id FROM cairn.workflow_status WHERE executor_id = $1 AND name = '" WORKFLOW_NAME "'"
+        "   LIMIT 20000),"
+        " s AS (DELETE FROM cairn.steps WHERE workflow_id IN (SELECT id FROM w)),"
+        " p AS (DELETE FROM cairn.workflow_payloads WHERE id IN (SELECT id FROM w))"
+        " DELETE FROM cairn.workflow_status WHERE id IN (SELECT id FROM w)";
+    for (;;) {
+        PGresult *r = mon_query(m, sql, 1, p, 0);
+        if (!r) {
+            fprintf(stderr, "bench_core: warning: could not delete the benchmark's workflows: %s",
+                    PQerrorMessage(m->pg));
+            break;
+        }
+        long n = strtol(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+        if (n == 0)
+            break;
+    }
+    mon_exec(m, "DROP SCHEMA IF EXISTS cairn_bench CASCADE");
+}
+
+/* ---- report ---------------------------------------------------------- */
+
+/* Formats v with thousands separators and `decimals` decimals into buf. */
+static const char *num(char *buf, size_t len, double v, int decimals)
+{
+    if (isnan(v)) {
+        snprintf(buf, len, "n/a");
+        return buf;
+    }
+    char raw[64];
+    snprintf(raw, sizeof raw, "%.*f", decimals, fabs(v));
+    const char *dot = strchr(raw, '.');
+    size_t ilen = dot ? (size_t)(dot - raw) : strlen(raw);
+    size_t o = 0;
+    if (v < 0 && o + 1 < len)
+        buf[o++] = '-';
+    for (size_t i = 0; i < ilen && o + 2 < len; i++) {
+        if (i > 0 && (ilen - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = raw[i];
+    }
+    snprintf(buf + o, len - o, "%s", dot ? dot : "");
+    return buf;
+}
+
+/* The median of v[0..n) (NAN values left out); v is reordered. */
+static double median(double *v, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i]))
+            v[k++] = v[i];
+    if (k == 0)
+        return NAN;
+    qsort(v, (size_t)k, sizeof *v, cmp_double);
+    return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+}
+
+/* One repetition: the baseline's two rates and every phase. */
+typedef struct rep {
+    double tps1, tps32; /* NAN without a baseline */
+    double p50_1;       /* median latency of the 1-client INSERT, ms */
+    phase ph[1 + MAX_INFLIGHT_RUNS];
+} rep;
+
+/* The ratio a target is judged by, for phase i of repetition r. */
+static double target_ratio(const rep *r, int i)
+{
+    const phase *p = &r->ph[i];
+    return p->inflight == 0 ? p->p50 / (5e3 / r->tps1) : p->wps * 5 / r->tps32;
+}
+
+/* Median over the repetitions of the double at byte offset `off` of each rep. */
+static double median_at(const rep *reps, int nrep, size_t off)
+{
+    double v[100];
+    for (int r = 0; r < nrep; r++)
+        memcpy(&v[r], (const char *)&reps[r] + off, sizeof v[r]);
+    return median(v, nrep);
+}
+
+static void report(const config *cfg, monitor *m, const rep *reps, int nrep, int nph, double load0)
+{
+    char t[64], b1[32], b2[32], b3[32], b4[32];
+    time_t now = time(NULL);
+    strftime(t, sizeof t, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    char *ver = mon_text(m, "SELECT current_setting('server_version')");
+    char *fsync = mon_text(m, "SELECT current_setting('fsync')");
+    char *sc = mon_text(m, "SELECT current_setting('synchronous_commit')");
+    char *wsm = mon_text(m, "SELECT current_setting('wal_sync_method')");
+    char *sb = mon_text(m, "SELECT current_setting('shared_buffers')");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *of = nrep > 1 ? " (medians)" : "";
+
+    printf("\ncairn core benchmark, %s%s\n", t, nrep > 1 ? (snprintf(b4, sizeof b4, ", %d repetitions", nrep), b4) : "");
+    printf("server:  PostgreSQL %s, fsync=%s, synchronous_commit=%s, wal_sync_method=%s, shared_buffers=%s\n", ver,
+           fsync, sc, wsm, sb);
+    printf("client:  %ld CPUs online, load average %s before the run, cairn %s, commit connections: %s\n", cpus,
+           load0 < 0 ? "n/a" : num(b2, sizeof b2, load0, 2), cairn_version(),
+           cfg->commit_connections ? num(b1, sizeof b1, cfg->commit_connections, 0) : "default");
+    if (strcmp(fsync, "on") != 0 || strcmp(sc, "off") == 0)
+        printf("WARNING: the server does not flush commits to disk; this is not a durable comparison.\n");
+    if (load0 > 0.5 * (double)cpus)
+        printf("WARNING: other processes kept the machine busy before the run; the figures are noisy.\n");
+
+    int have_base = !isnan(reps[0].tps1);
+    if (have_base) {
+        double tps1 = median_at(reps, nrep, offsetof(rep, tps1));
+        double tps32 = median_at(reps, nrep, offsetof(rep, tps32));
+        printf("\nPostgres alone: pgbench, one-row INSERT, -M prepared, %d s each%s\n", cfg->pgbench_seconds, of);
+        double p50_1 = median_at(reps, nrep, offsetof(rep, p50_1));
+        printf("  %-14s %10s tps   one commit %s ms (p50 %s ms), five commits %s ms\n", "1 client",
+               num(b1, sizeof b1, tps1, 0), num(b2, sizeof b2, 1e3 / tps1, 3), num(b4, sizeof b4, p50_1, 3),
+               num(b3, sizeof b3, 5e3 / tps1, 3));
+        printf("  %-14s %10s tps   / 5 = %s workflow-sized units/s\n", "32 clients", num(b1, sizeof b1, tps32, 0),
+               num(b2, sizeof b2, tps32 / 5, 0));
+    }
+
+    printf("\ncairn: workflow of %d no-op steps (start, %d checkpoints, finish), awaited by its client%s\n",
+           STEPS_PER_WORKFLOW, STEPS_PER_WORKFLOW, of);
+    printf("  %-26s %12s %9s %9s %9s\n", "", "workflows/s", "p50 ms", "p90 ms", "p99 ms");
+    for (int i = 0; i < nph; i++) {
+        char lab[48];
+        int inflight = reps[0].ph[i].inflight;
+        if (inflight)
+            snprintf(lab, sizeof lab, "%d in flight (%d s)", inflight, cfg->seconds);
+        else
+            snprintf(lab, sizeof lab, "sequential (%d runs)", cfg->runs);
+        size_t base = offsetof(rep, ph) + (size_t)i * sizeof(phase);
+        printf("  %-26s %12s %9.3f %9.3f %9.3f\n", lab,
+               num(b1, sizeof b1, median_at(reps, nrep, base + offsetof(phase, wps)), 0),
+               median_at(reps, nrep, base + offsetof(phase, p50)), median_at(reps, nrep, base + offsetof(phase, p90)),
+               median_at(reps, nrep, base + offsetof(phase, p99)));
+    }
+
+    printf("\n  %-46s", "per workflow, measured window");
+    for (int i = 0; i < nph; i++) {
+        int inflight = reps[0].ph[i].inflight;
+        if (inflight)
+            snprintf(b4, sizeof b4, "%d in flight", inflight);
+        printf(" %13s", inflight ? b4 : "sequential");
+    }
+    printf("\n");
+    for (int k = 0; k < M_COUNT; k++) {
+        if ((k == M_STATEMENTS_WF || k == M_STATEMENTS_STEP || k == M_ROUND_TRIPS_WF) && !COUNTING_LIBPQ)
+            continue;
+        if (k == M_PGSS_WF && !m->have_pgss)
+            continue;
+        printf("  %-46s", metric_label[k]);
+        for (int i = 0; i < nph; i++) {
+            size_t off = offsetof(rep, ph) + (size_t)i * sizeof(phase) + offsetof(phase, metric) +
+                         (size_t)k * sizeof(double);
+            double v = median_at(reps, nrep, off);
+            printf(" %13s", num(b1, sizeof b1, v, k >= M_CPU_US_WF ? 0 : 2));
+        }
+        printf("\n");
+    }
+    printf("  * the whole database over the handle's whole life, connection setup and warm-up\n"
+           "    included: every committed transaction, reads too.\n");
+
+    if (have_base) {
+        printf("\nTargets (ratios of figures taken in the same run)           measured    target\n");
+        for (int i = 0; i < nph; i++) {
+            double v[100];
+            for (int r = 0; r < nrep; r++)
+                v[r] = target_ratio(&reps[r], i);
+            double ratio = median(v, nrep);
+            int inflight = reps[0].ph[i].inflight;
+            char lab[96];
+            if (inflight == 0) {
+                printf("  %-56s %7.2fx   <= 1.50x  %s\n", "sequential p50 / five one-row INSERT commits (1/tps)",
+                       ratio, ratio <= 1.5 ? "met" : "MISSED");
+                for (int r = 0; r < nrep; r++)
+                    v[r] = reps[r].ph[i].p50 / (5 * reps[r].p50_1);
+                printf("  %-56s %7.2fx             (for reference)\n", "sequential p50 / five x INSERT p50",
+                       median(v, nrep));
+            } else {
+                snprintf(lab, sizeof lab, "%d in flight: workflows/s x 5 / pgbench 32 clients", inflight);
+                printf("  %-56s %7.2fx   >= 1.00x  %s\n", lab, ratio,
+                       inflight == 64 ? (ratio >= 1.0 ? "met" : "MISSED") : "(for reference)");
+            }
+        }
+        if (nrep > 1) {
+            printf("  each repetition:");
+            for (int r = 0; r < nrep; r++) {
+                printf("%s", r ? "; " : " ");
+                for (int i = 0; i < nph; i++)
+                    printf("%s%.2f", i ? "/" : "", target_ratio(&reps[r], i));
+            }
+            printf("\n");
+        }
+    }
+    printf("\n");
+    free(ver);
+    free(fsync);
+    free(sc);
+    free(wsm);
+    free(sb);
+}
+
+int main(int argc, char **argv)
+{
+    config cfg;
+    if (parse_args(argc, argv, &cfg) < 0)
+        return 2;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    double load0 = load_average();
+
+    monitor m;
+    mon_open(&m, cfg.conninfo);
+    char run_tag[32];
+    snprintf(run_tag, sizeof run_tag, "%ld-%ld", (long)getpid(), (long)time(NULL));
+    char executor[64];
+    snprintf(executor, sizeof executor, "bench-%s", run_tag);
+    char script[] = "/tmp/cairn-bench-XXXXXX.sql";
+    if (cfg.pgbench)
+        pgbench_script(script);
+
+    rep *reps = calloc((size_t)cfg.repeat, sizeof *reps);
+    if (!reps)
+        die("out of memory");
+    int nph = 1 + cfg.ninflight;
+    /*
+     * Each comparison is taken back to back: the 1-client baseline just
+     * before the sequential phase, the 32-client one just before the
+     * concurrent phases, so that a machine whose speed drifts (other
+     * tenants, a noisy disk) shifts both sides of a ratio alike.
+     */
+    for (int r = 0; r < cfg.repeat; r++) {
+        rep *rp = &reps[r];
+        if (cfg.repeat > 1)
+            fprintf(stderr, "bench_core: repetition %d of %d\n", r + 1, cfg.repeat);
+        rp->tps1 = rp->tps32 = NAN;
+        rp->p50_1 = NAN;
+        if (cfg.pgbench && (rp->tps1 = pgbench_once(&cfg, &m, script, 1, &rp->p50_1)) <= 0)
+            baseline_failed(script);
+        rp->ph[0].inflight = 0;
+        run_phase(&cfg, &m, run_tag, r, &rp->ph[0]);
+        if (cfg.pgbench && (rp->tps32 = pgbench_once(&cfg, &m, script, 32, NULL)) <= 0)
+            baseline_failed(script);
+        for (int i = 0; i < cfg.ninflight; i++) {
+            rp->ph[1 + i].inflight = cfg.inflight[i];
+            run_phase(&cfg, &m, run_tag, r, &rp->ph[1 + i]);
+        }
+    }
+    if (cfg.pgbench)
+        unlink(script);
+
+    report(&cfg, &m, reps, cfg.repeat, nph, load0);
+    if (!cfg.keep)
+        cleanup(&m, executor);
+    free(reps);
+    PQfinish(m.pg);
+    return 0;
+}
