@@ -1,5 +1,7 @@
 # Turns the migration files into a C array of {version, name, sql} entries.
-# Each file is named NNN_description.sql; NNN is its schema version.
+# Each file in SQL_DIR is named NNN_description.sql; NNN is its schema version.
+file(GLOB FILES ${SQL_DIR}/*.sql)
+list(SORT FILES)
 set(body "/* Generated from the files in sql/ by cmake/embed_sql.cmake. Do not edit. */\n#include \"schema.h\"\n\nconst cairn__migration cairn__migrations[] = {\n")
 set(count 0)
 foreach(f ${FILES})

@@ -27,6 +27,8 @@
 
 #include <stddef.h>
 
+#include <libpq-fe.h> /* PGconn and PGresult, for transactional steps and enqueue */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -109,6 +111,7 @@ typedef struct cairn_options {
     cairn_log_fn log;          /* NULL: warnings and errors to stderr */
     void *log_udata;           /* passed to log */
     int log_level;             /* lowest level passed to log; 0 means CAIRN_LOG_DEBUG only if log is set, else WARN */
+    int poll_interval_ms;      /* how often an idle dispatcher looks for enqueued work without a wake-up; 0: 1000 */
 } cairn_options;
 
 /*
@@ -137,6 +140,33 @@ typedef int (*cairn_workflow_fn)(cairn_ctx *ctx, const char *input, char **outpu
  * retried according to its policy and its final failure is recorded.
  */
 typedef int (*cairn_step_fn)(cairn_step_ctx *step, const char *input, char **output, void *udata);
+
+/*
+ * Transactional step code. conn is a connection to the workflow database
+ * with a transaction already open (at the step's isolation level); run the
+ * step's SQL on it and do not COMMIT or ROLLBACK. When the function
+ * returns CAIRN_OK the library writes the step's checkpoint in the same
+ * transaction and commits both, or neither. conn is borrowed: valid only
+ * during the call; do not keep it or change session state (SET, LISTEN,
+ * PREPARE) on it. Report a failed statement with cairn_step_fail_pg() so a
+ * serialization failure or deadlock is retried automatically.
+ */
+typedef int (*cairn_tx_step_fn)(cairn_step_ctx *step, PGconn *conn, const char *input, char **output, void *udata);
+
+/* Isolation level of a transactional step's transaction. */
+typedef enum cairn_isolation {
+    CAIRN_READ_COMMITTED = 0, /* the default, as in Postgres */
+    CAIRN_REPEATABLE_READ,
+    CAIRN_SERIALIZABLE
+} cairn_isolation;
+
+/* Options for cairn_register_tx_step(); zero-initialise and set size. */
+typedef struct cairn_tx_options {
+    size_t size;               /* sizeof(cairn_tx_options) */
+    cairn_isolation isolation; /* default CAIRN_READ_COMMITTED */
+    cairn_retry retry;         /* attempts for failures other than conflicts; zero: no retries */
+    int max_conflict_retries;  /* retries after serialization failures and deadlocks; 0: 20 */
+} cairn_tx_options;
 
 /* Static text naming a result code. Never NULL. */
 CAIRN_API const char *cairn_strerror(int code);
@@ -197,6 +227,14 @@ CAIRN_API int cairn_register_workflow(cairn *h, const char *name, cairn_workflow
  */
 CAIRN_API int cairn_register_step(cairn *h, const char *name, cairn_step_fn fn, void *udata,
                                   const cairn_retry *retry);
+
+/*
+ * Register transactional step code under a name; cairn_step() calls it like
+ * any step. opts may be NULL for the defaults; it is copied. Must happen
+ * before cairn_start_workers().
+ */
+CAIRN_API int cairn_register_tx_step(cairn *h, const char *name, cairn_tx_step_fn fn, void *udata,
+                                     const cairn_tx_options *opts);
 
 /*
  * Start the executor threads and resume the unfinished workflows this
@@ -308,6 +346,47 @@ CAIRN_API int cairn_step_attempt(const cairn_step_ctx *step);
 
 /* Set the attempt's error message (printf-style) and return CAIRN_EFAIL, for `return cairn_step_fail(step, ...)`. */
 CAIRN_API int cairn_step_fail(cairn_step_ctx *step, const char *fmt, ...) CAIRN_PRINTF(2, 3);
+
+/*
+ * Fail a step attempt because of a failed statement: records the server's
+ * message and SQLSTATE (borrowed from res; res stays the caller's to clear)
+ * and returns CAIRN_EDB. A transactional step failed with SQLSTATE 40001
+ * (serialization failure) or 40P01 (deadlock) is rolled back and retried.
+ */
+CAIRN_API int cairn_step_fail_pg(cairn_step_ctx *step, const PGresult *res);
+
+/* Options for cairn_enqueue(); zero-initialise and set size. */
+typedef struct cairn_enqueue_options {
+    size_t size;           /* sizeof(cairn_enqueue_options) */
+    const char *id;        /* workflow ID; NULL: a new UUIDv7 */
+    const char *queue;     /* NULL: "default" */
+    int priority;          /* lower values run first; default 0 */
+    int delay_ms;          /* do not start before this many milliseconds after commit (database clock) */
+    const char *dedup_key; /* at most one live workflow per queue and key; a repeat returns the live one's ID */
+} cairn_enqueue_options;
+
+/*
+ * Enqueue workflow `workflow` with JSON `input` (NULL: JSON null) on the
+ * caller's own connection, inside whatever transaction is open there: the
+ * workflow exists if and only if that transaction commits, and workers are
+ * woken only then. The name need not be registered anywhere yet. Any
+ * thread may call this (not on a PGconn another thread is using). On
+ * CAIRN_OK, *id_out (if not NULL) receives the workflow ID; free it with
+ * cairn_free(). Errors are reported through cairn_errmsg(NULL) and
+ * cairn_sqlstate(NULL); after CAIRN_EDB inside a transaction, the
+ * transaction is aborted, as with any failed statement.
+ */
+CAIRN_API int cairn_enqueue(PGconn *conn, const char *workflow, const char *input, const cairn_enqueue_options *opts,
+                            char **id_out);
+
+/*
+ * Send JSON `message` to workflow `workflow_id` on `topic` through the
+ * caller's connection and transaction, like cairn_enqueue(). message_id
+ * (may be NULL) makes the send idempotent: a repeat is accepted and stored
+ * nothing. CAIRN_ENOTFOUND if no workflow has that ID.
+ */
+CAIRN_API int cairn_send(PGconn *conn, const char *workflow_id, const char *topic, const char *message,
+                         const char *message_id);
 
 /*
  * Check that text is one JSON value in UTF-8 (RFC 8259, nesting at most 1000

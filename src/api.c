@@ -90,6 +90,8 @@ int cairn_open(cairn **out, const cairn_options *opts)
     pthread_cond_init(&h->run_cond, NULL);
     pthread_cond_init(&h->sleep_cond, NULL);
     atomic_init(&h->shutting_down, 0);
+    atomic_init(&h->busy, 0);
+    h->wake_fd = -1;
 
     const char *conninfo = OPT(opts, conninfo, getenv("CAIRN_DATABASE_URL"));
     const char *exec_id = OPT(opts, executor_id, getenv("CAIRN_EXECUTOR_ID"));
@@ -104,6 +106,7 @@ int cairn_open(cairn **out, const cairn_options *opts)
     h->max_payload = OPT(opts, max_payload, (size_t)CAIRN__DEFAULT_MAX_PAYLOAD);
     h->connect_timeout_ms = OPT(opts, connect_timeout_ms, CAIRN__DEFAULT_CONNECT_TIMEOUT_MS);
     h->flags = OPT(opts, flags, 0u);
+    h->poll_interval_ms = OPT(opts, poll_interval_ms, 1000);
     h->log = OPT(opts, log, (cairn_log_fn)NULL);
     h->log_udata = OPT(opts, log_udata, (void *)NULL);
     h->log_level = OPT(opts, log_level, h->log ? CAIRN_LOG_DEBUG : CAIRN_LOG_WARN);
@@ -114,9 +117,10 @@ int cairn_open(cairn **out, const cairn_options *opts)
     if (cairn__check_name("executor ID", h->executor_id, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EINVAL, "%s", err);
     if (h->workers < 0 || h->workers > 4096 || h->commit_conns_n < 0 || h->commit_conns_n > 64 || h->pool_n < 0 ||
-        h->pool_n > 256 || h->max_attempts < 0 || h->connect_timeout_ms < 0)
+        h->pool_n > 256 || h->max_attempts < 0 || h->connect_timeout_ms < 0 || h->poll_interval_ms < 0)
         return cairn__fail(CAIRN_EINVAL, "an option is out of range (workers 1-4096, commit_connections 1-64, "
-                                         "pool_connections 1-256, max_attempts and connect_timeout_ms >= 0)");
+                                         "pool_connections 1-256, max_attempts, connect_timeout_ms and "
+                                         "poll_interval_ms >= 0)");
 
     h->pool = calloc((size_t)h->pool_n, sizeof *h->pool);
     if (!h->pool)
@@ -149,6 +153,7 @@ void cairn_close(cairn *h)
     if (!h)
         return;
     atomic_store(&h->shutting_down, 1);
+    cairn__dispatch_stop(h);
     if (h->active) {
         cairn__executor_shutdown(h);
         cairn__executor_free(h);
@@ -189,7 +194,7 @@ int cairn_migrate(cairn *h, int *version)
     return rc;
 }
 
-static int check_registration(cairn *h, const char *name, const void *fn)
+static int check_registration(cairn *h, const char *name, int has_fn)
 {
     char err[256];
     if (!h)
@@ -198,7 +203,7 @@ static int check_registration(cairn *h, const char *name, const void *fn)
         return cairn__fail(CAIRN_EMISUSE, "registration is closed once the workers have started");
     if (cairn__check_name("name", name, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EINVAL, "%s", err);
-    if (!fn)
+    if (!has_fn)
         return cairn__fail(CAIRN_EINVAL, "function for '%s' is NULL", name);
     return CAIRN_OK;
 }
@@ -206,7 +211,7 @@ static int check_registration(cairn *h, const char *name, const void *fn)
 int cairn_register_workflow(cairn *h, const char *name, cairn_workflow_fn fn, void *udata)
 {
     cairn__clear_error();
-    int rc = check_registration(h, name, (const void *)(size_t)(fn != NULL));
+    int rc = check_registration(h, name, fn != NULL);
     if (rc != CAIRN_OK)
         return rc;
     cairn__entry e = {.name = (char *)name, .wf = fn, .udata = udata};
@@ -216,7 +221,7 @@ int cairn_register_workflow(cairn *h, const char *name, cairn_workflow_fn fn, vo
 int cairn_register_step(cairn *h, const char *name, cairn_step_fn fn, void *udata, const cairn_retry *retry)
 {
     cairn__clear_error();
-    int rc = check_registration(h, name, (const void *)(size_t)(fn != NULL));
+    int rc = check_registration(h, name, fn != NULL);
     if (rc != CAIRN_OK)
         return rc;
     if (retry && (retry->max_attempts < 0 || retry->base_ms < 0 || retry->factor < 0 || retry->cap_ms < 0))
@@ -224,6 +229,30 @@ int cairn_register_step(cairn *h, const char *name, cairn_step_fn fn, void *udat
     cairn__entry e = {.name = (char *)name, .step = fn, .udata = udata};
     if (retry)
         e.retry = *retry;
+    return cairn__registry_add(&h->steps, &e);
+}
+
+#define TXOPT(o, field) \
+    ((o) && (o)->size >= offsetof(cairn_tx_options, field) + sizeof((o)->field) ? (o)->field : 0)
+
+int cairn_register_tx_step(cairn *h, const char *name, cairn_tx_step_fn fn, void *udata, const cairn_tx_options *opts)
+{
+    cairn__clear_error();
+    int rc = check_registration(h, name, fn != NULL);
+    if (rc != CAIRN_OK)
+        return rc;
+    if (opts && opts->size == 0)
+        return cairn__fail(CAIRN_EINVAL, "cairn_tx_options.size is 0; set it to sizeof(cairn_tx_options)");
+    cairn__entry e = {.name = (char *)name, .tx = fn, .udata = udata};
+    e.isolation = TXOPT(opts, isolation);
+    if (opts && opts->size >= offsetof(cairn_tx_options, retry) + sizeof opts->retry)
+        e.retry = opts->retry;
+    e.max_conflict_retries = TXOPT(opts, max_conflict_retries);
+    if (e.isolation < CAIRN_READ_COMMITTED || e.isolation > CAIRN_SERIALIZABLE)
+        return cairn__fail(CAIRN_EINVAL, "isolation level %d of '%s' is not a cairn_isolation", (int)e.isolation, name);
+    if (e.retry.max_attempts < 0 || e.retry.base_ms < 0 || e.retry.factor < 0 || e.retry.cap_ms < 0 ||
+        e.max_conflict_retries < 0)
+        return cairn__fail(CAIRN_EINVAL, "options for '%s' have a negative field", name);
     return cairn__registry_add(&h->steps, &e);
 }
 
@@ -238,9 +267,12 @@ int cairn_start_workers(cairn *h)
         return cairn__fail(CAIRN_EMISUSE, "the handle did not open successfully");
     h->started = 1;
     int rc = cairn__executor_start(h);
+    if (rc != CAIRN_OK || h->workflows.count == 0)
+        return rc;
+    rc = cairn__recover(h, NULL);
     if (rc != CAIRN_OK)
         return rc;
-    return h->workflows.count ? cairn__recover(h, NULL) : CAIRN_OK;
+    return cairn__dispatch_start(h);
 }
 
 /* Reads the status row of an existing workflow for cairn_start's idempotent path. */

@@ -127,11 +127,37 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "  FROM (SELECT * FROM cairn.workflow_status"
         "         WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR name = $2)"
         "         ORDER BY created_at DESC, id DESC LIMIT $3::int) s"},
-    /* Executions interrupted by a graceful close are not crashes: take them back. */
+    /*
+     * Executions interrupted by a graceful close are not crashes: take the
+     * attempt back and return the workflow to the queue, where any worker
+     * that knows it (this one after a restart included) picks it up.
+     */
     [CAIRN__Q_RELEASE] = {"cairn_release",
-        "UPDATE cairn.workflow_status SET attempts = attempts - 1"
-        " WHERE id = ANY($1::text[]) AND executor_id = $2 AND status = 'PENDING' AND attempts > 0"
+        "UPDATE cairn.workflow_status"
+        "   SET attempts = greatest(attempts - 1, 0), status = 'ENQUEUED', executor_id = NULL, updated_at = now()"
+        " WHERE id = ANY($1::text[]) AND executor_id = $2 AND status = 'PENDING'"
         " RETURNING id"},
+    /* Take the next runnable enqueued workflows this executor knows, skipping rows others are taking. */
+    [CAIRN__Q_CLAIM_QUEUED] = {"cairn_claim_queued",
+        "WITH c AS ("
+        "  SELECT id FROM cairn.workflow_status"
+        "   WHERE status = 'ENQUEUED' AND available_at <= now() AND name = ANY($2::text[])"
+        "   ORDER BY priority, created_at"
+        "   LIMIT $3::int FOR UPDATE SKIP LOCKED)"
+        "UPDATE cairn.workflow_status s"
+        "   SET status = 'PENDING', executor_id = $1, attempts = s.attempts + 1, updated_at = now()"
+        "  FROM c WHERE s.id = c.id"
+        " RETURNING s.id, s.name, s.attempts"},
+    /* An idle dispatcher asks the next enqueue to NOTIFY (see sql/002_enqueue.sql). */
+    /* A transactional step's checkpoint: no ON CONFLICT, so a checkpoint
+     * another execution already holds aborts the step's whole transaction. */
+    [CAIRN__Q_STEP_TX] = {"cairn_step_tx",
+        "INSERT INTO cairn.steps (workflow_id, step, name, output) VALUES ($1, $2::int, $3, $4::json)"},
+    /* It writes only when the flag is down, and recreates the row an unlogged table lost in a crash. */
+    [CAIRN__Q_ARM] = {"cairn_arm",
+        "WITH u AS (UPDATE cairn.wakeup SET armed = true WHERE NOT armed RETURNING armed)"
+        "INSERT INTO cairn.wakeup (armed) SELECT true WHERE NOT EXISTS (SELECT 1 FROM cairn.wakeup)"
+        " ON CONFLICT DO NOTHING RETURNING armed"},
 };
 
 int cairn__conn_lost(PGconn *pg, const PGresult *res)

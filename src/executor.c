@@ -144,6 +144,7 @@ void cairn__run_cancel(cairn *h, cairn__run *r)
 
 void cairn__run_submit(cairn *h, cairn__run *r)
 {
+    atomic_fetch_add(&h->busy, 1);
     pthread_mutex_lock(&h->run_lock);
     r->next_queued = NULL;
     if (h->queue_tail)
@@ -194,17 +195,21 @@ static void run_finish(cairn *h, cairn__run *r)
     pthread_mutex_unlock(&h->run_lock);
     if (last)
         run_free(r);
+    atomic_fetch_sub(&h->busy, 1);
+    cairn__dispatch_poke(h); /* a thread is free for enqueued work */
 }
 
 static void *worker_main(void *arg)
 {
     cairn *h = arg;
+    cairn__conn txc = {0}; /* opened by the first transactional step this thread runs */
     for (;;) {
         pthread_mutex_lock(&h->run_lock);
         while (!h->queue_head && !atomic_load(&h->shutting_down))
             pthread_cond_wait(&h->run_cond, &h->run_lock);
         if (atomic_load(&h->shutting_down)) {
             pthread_mutex_unlock(&h->run_lock);
+            cairn__conn_drop(&txc);
             return NULL;
         }
         cairn__run *r = h->queue_head;
@@ -213,7 +218,7 @@ static void *worker_main(void *arg)
             h->queue_tail = NULL;
         pthread_mutex_unlock(&h->run_lock);
 
-        cairn__execute(h, r);
+        cairn__execute(h, r, &txc);
         run_finish(h, r);
     }
 }

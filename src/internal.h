@@ -75,6 +75,9 @@ enum {
     CAIRN__Q_DESCRIBE,
     CAIRN__Q_LIST,
     CAIRN__Q_RELEASE,
+    CAIRN__Q_CLAIM_QUEUED,
+    CAIRN__Q_ARM,
+    CAIRN__Q_STEP_TX,
     CAIRN__Q_COUNT
 };
 
@@ -113,8 +116,11 @@ typedef struct cairn__entry {
     char *name;
     cairn_workflow_fn wf;
     cairn_step_fn step;
+    cairn_tx_step_fn tx;
     void *udata;
     cairn_retry retry;
+    cairn_isolation isolation;
+    int max_conflict_retries;
 } cairn__entry;
 
 typedef struct cairn__registry {
@@ -207,9 +213,39 @@ int cairn__sleep(cairn *h, long long ms);
 
 cairn_status cairn__status_parse(const char *s);
 
+/* ---- dispatch.c: claiming enqueued workflows ---------------------------- */
+
+int cairn__dispatch_start(cairn *h);
+void cairn__dispatch_stop(cairn *h);
+/* Wake the dispatcher: an executor thread became free, or the handle is closing. */
+void cairn__dispatch_poke(cairn *h);
+
 /* ---- step.c: executing one workflow ----------------------------------- */
 
-void cairn__execute(cairn *h, cairn__run *r);
+struct cairn_step_ctx {
+    const char *workflow_id;
+    const char *name;
+    int number;
+    int attempt;
+    char key[CAIRN__NAME_MAX + 16];
+    char *fail_msg;     /* set by cairn_step_fail() and cairn_step_fail_pg() */
+    char sqlstate[6];   /* set by cairn_step_fail_pg() */
+};
+
+/* Run workflow r on the calling executor thread; txc is the thread's connection for transactional steps. */
+void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc);
+
+/* ---- txstep.c: one attempt of a transactional step -------------------- */
+
+enum { CAIRN__TX_COMMITTED, CAIRN__TX_RECORDED, CAIRN__TX_FAILED, CAIRN__TX_SHUTDOWN };
+/*
+ * Runs the step in a transaction on c and commits it with its checkpoint.
+ * COMMITTED: *result holds the output (malloc'd or NULL for JSON null).
+ * RECORDED: another execution holds the checkpoint; read it back.
+ * FAILED: rolled back; s->fail_msg says why. SHUTDOWN: the handle is closing.
+ */
+int cairn__tx_attempt(cairn *h, cairn__conn *c, const cairn__entry *e, cairn_step_ctx *s, const char *input,
+                      char **result);
 
 /* ---- the handle -------------------------------------------------------- */
 
@@ -253,6 +289,14 @@ struct cairn {
     pthread_t *threads;
     int nthreads;
     cairn__buf released;         /* array literal of IDs cairn_close() interrupted */
+    atomic_int busy;             /* runs queued or running on the executor threads */
+    int poll_interval_ms;
+
+    /* The dispatcher (dispatch.c). */
+    pthread_t dispatcher;
+    int dispatching;
+    int wake_fd;                 /* eventfd: wakes the dispatcher (capacity freed, shutdown) */
+    cairn__buf names;            /* array literal of the registered workflow names */
 };
 
 #endif /* CAIRN_INTERNAL_H */

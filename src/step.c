@@ -22,15 +22,9 @@ struct cairn_ctx {
     int abandoned;        /* the handle is closing; leave the workflow PENDING */
     char *fail_msg;       /* set by cairn_fail() */
     char errmsg[512];     /* the last failed step's message */
+    cairn__conn *txc;     /* the executor thread's connection for transactional steps */
 };
 
-struct cairn_step_ctx {
-    const char *workflow_id;
-    int number;
-    int attempt;
-    char key[CAIRN__NAME_MAX + 16];
-    char *fail_msg;
-};
 
 const char *cairn_ctx_id(const cairn_ctx *ctx) { return ctx->run->id; }
 const char *cairn_ctx_name(const cairn_ctx *ctx) { return ctx->run->name; }
@@ -59,6 +53,23 @@ int cairn_fail(cairn_ctx *ctx, const char *fmt, ...)
     set_message(&ctx->fail_msg, fmt, ap);
     va_end(ap);
     return CAIRN_EFAIL;
+}
+
+int cairn_step_fail_pg(cairn_step_ctx *s, const PGresult *res)
+{
+    const char *msg = res ? PQresultErrorMessage(res) : NULL;
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    size_t n = msg ? strlen(msg) : 0;
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        n--;
+    free(s->fail_msg);
+    s->fail_msg = malloc(n + 1);
+    if (s->fail_msg) {
+        memcpy(s->fail_msg, msg ? msg : "", n);
+        s->fail_msg[n] = '\0';
+    }
+    snprintf(s->sqlstate, sizeof s->sqlstate, "%s", st ? st : "");
+    return CAIRN_EDB;
 }
 
 int cairn_step_fail(cairn_step_ctx *s, const char *fmt, ...)
@@ -145,6 +156,29 @@ static int replay(cairn_ctx *ctx, const char *name, const char *rname, const cha
     return CAIRN_OK;
 }
 
+/* Returns the checkpoint another execution recorded at this position. */
+static int replay_from_db(cairn_ctx *ctx, const char *name, int number, char **output)
+{
+    char num[16];
+    snprintf(num, sizeof num, "%d", number);
+    const char *vals[2] = {ctx->run->id, num};
+    PGresult *res = NULL;
+    int rc = cairn__query(ctx->h, CAIRN__Q_STEP_GET, 2, vals, &res);
+    if (rc != CAIRN_OK) {
+        ctx->abandoned = 1;
+        return rc;
+    }
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        ctx->abandoned = 1;
+        return cairn__fail(CAIRN_EDB, "step %d of %s vanished after a conflicting write", number, ctx->run->id);
+    }
+    rc = replay(ctx, name, PQgetvalue(res, 0, 0), PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1),
+                PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2), number, output);
+    PQclear(res);
+    return rc;
+}
+
 static long long backoff_ms(const cairn_retry *p, int attempt)
 {
     double base = p->base_ms > 0 ? p->base_ms : 100;
@@ -192,11 +226,13 @@ int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **outpu
     cairn_step_ctx s;
     memset(&s, 0, sizeof s);
     s.workflow_id = ctx->run->id;
+    s.name = name;
     s.number = number;
     snprintf(s.key, sizeof s.key, "%s:%d", ctx->run->id, number);
     int max_attempts = e->retry.max_attempts > 1 ? e->retry.max_attempts : 1;
     char *result = NULL;
     int rc = CAIRN_EFAIL;
+    int outcome = CAIRN__TX_FAILED; /* for transactional steps: how the last attempt ended */
     for (s.attempt = 1; s.attempt <= max_attempts; s.attempt++) {
         if (s.attempt > 1 && cairn__sleep(h, backoff_ms(&e->retry, s.attempt))) {
             ctx->abandoned = 1;
@@ -206,15 +242,28 @@ int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **outpu
         result = NULL;
         free(s.fail_msg);
         s.fail_msg = NULL;
-        rc = e->step(&s, input, &result, e->udata);
-        if (rc == CAIRN_OK) {
-            size_t len = result ? strlen(result) : 4;
-            if (len > h->max_payload) {
-                rc = cairn_step_fail(&s, "step output is %zu bytes; the limit is %zu", len, h->max_payload);
-            } else if (result && cairn_json_check(result, len, err, sizeof err) != CAIRN_OK) {
-                rc = cairn_step_fail(&s, "step returned invalid JSON: %s", err);
-            } else {
+        s.sqlstate[0] = '\0';
+        if (e->tx) {
+            outcome = cairn__tx_attempt(h, ctx->txc, e, &s, input, &result);
+            if (outcome == CAIRN__TX_COMMITTED || outcome == CAIRN__TX_RECORDED)
                 break;
+            if (outcome == CAIRN__TX_SHUTDOWN) {
+                ctx->abandoned = 1;
+                free(s.fail_msg);
+                return cairn__fail(CAIRN_ESHUTDOWN, "the handle is closing; the workflow resumes later");
+            }
+            rc = CAIRN_EFAIL;
+        } else {
+            rc = e->step(&s, input, &result, e->udata);
+            if (rc == CAIRN_OK) {
+                size_t len = result ? strlen(result) : 4;
+                if (len > h->max_payload) {
+                    rc = cairn_step_fail(&s, "step output is %zu bytes; the limit is %zu", len, h->max_payload);
+                } else if (result && cairn_json_check(result, len, err, sizeof err) != CAIRN_OK) {
+                    rc = cairn_step_fail(&s, "step returned invalid JSON: %s", err);
+                } else {
+                    break;
+                }
             }
         }
         free(result);
@@ -226,6 +275,19 @@ int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **outpu
         }
         cairn__log(h, CAIRN_LOG_DEBUG, "step %s attempt %d failed: %s", s.key, s.attempt,
                    s.fail_msg ? s.fail_msg : "");
+    }
+    if (e->tx && outcome == CAIRN__TX_RECORDED) {
+        free(s.fail_msg);
+        return replay_from_db(ctx, name, number, output);
+    }
+    if (e->tx && outcome == CAIRN__TX_COMMITTED) {
+        /* The checkpoint committed with the step's own writes. */
+        free(s.fail_msg);
+        if (output)
+            *output = result ? result : cairn__strdup("null");
+        else
+            free(result);
+        return CAIRN_OK;
     }
     int attempts = s.attempt > max_attempts ? max_attempts : s.attempt;
 
@@ -259,24 +321,7 @@ int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **outpu
         free(result);
         free(errjson);
         free(s.fail_msg);
-        char num[16];
-        snprintf(num, sizeof num, "%d", number);
-        const char *vals[2] = {ctx->run->id, num};
-        PGresult *res = NULL;
-        int qrc = cairn__query(h, CAIRN__Q_STEP_GET, 2, vals, &res);
-        if (qrc != CAIRN_OK) {
-            ctx->abandoned = 1;
-            return qrc;
-        }
-        if (PQntuples(res) != 1) {
-            PQclear(res);
-            ctx->abandoned = 1;
-            return cairn__fail(CAIRN_EDB, "step %d of %s vanished after a conflicting write", number, ctx->run->id);
-        }
-        qrc = replay(ctx, name, PQgetvalue(res, 0, 0), PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1),
-                     PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2), number, output);
-        PQclear(res);
-        return qrc;
+        return replay_from_db(ctx, name, number, output);
     }
     if (rc != CAIRN_OK) {
         snprintf(ctx->errmsg, sizeof ctx->errmsg, "%s", s.fail_msg ? s.fail_msg : "step failed");
@@ -304,12 +349,13 @@ static void ctx_free(cairn_ctx *ctx)
     free(ctx->fail_msg);
 }
 
-void cairn__execute(cairn *h, cairn__run *r)
+void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
 {
     cairn_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.h = h;
     ctx.run = r;
+    ctx.txc = txc;
     ctx.next = 1;
     if (!r->wf) {
         cairn__log(h, CAIRN_LOG_WARN, "workflow %s: no code registered for '%s'", r->id, r->name);

@@ -1,0 +1,118 @@
+/*
+ * Enqueue and send on the application's own connection. Both are thin
+ * wrappers over the SQL functions cairn.enqueue() and cairn.send(), so a
+ * workflow enqueued from C, from SQL or from a trigger goes through the
+ * same code and the same checks; the arguments are validated here first so
+ * that a bad call fails with a clear message before anything reaches the
+ * server.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Payloads sent through the application's connection follow the SQL limit. */
+#define ENQUEUE_MAX_PAYLOAD (16u * 1024u * 1024u)
+
+static int check_payload(const char *what, const char *json)
+{
+    char err[256];
+    size_t len = strlen(json);
+    if (len > ENQUEUE_MAX_PAYLOAD)
+        return cairn__fail(CAIRN_ETOOBIG, "%s is %zu bytes; the limit is %u", what, len, ENQUEUE_MAX_PAYLOAD);
+    if (cairn_json_check(json, len, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EJSON, "%s: %s", what, err);
+    return CAIRN_OK;
+}
+
+/* Runs one parameterized statement returning one value; *out gets a copy. */
+static int exec_one(PGconn *conn, const char *sql, int n, const char *const *vals, const char *what, char **out)
+{
+    PGresult *r = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        int code = cairn__conn_lost(conn, r) ? CAIRN_ECONN : CAIRN_EDB;
+        if (st && strcmp(st, "23503") == 0)
+            code = CAIRN_ENOTFOUND;
+        else if (st && strcmp(st, "23505") == 0)
+            code = CAIRN_ECONFLICT;
+        else if (st && strcmp(st, "42883") == 0)
+            code = CAIRN_ESCHEMA; /* the cairn functions are missing: not migrated */
+        int rc = cairn__fail_pg(code, r, conn, what);
+        PQclear(r);
+        return rc;
+    }
+    if (out) {
+        *out = cairn__strdup(PQgetvalue(r, 0, 0));
+        if (!*out) {
+            PQclear(r);
+            return cairn__fail(CAIRN_ENOMEM, "out of memory");
+        }
+    }
+    PQclear(r);
+    return CAIRN_OK;
+}
+
+#define EOPT(o, field) \
+    ((o) && (o)->size >= offsetof(cairn_enqueue_options, field) + sizeof((o)->field) ? (o)->field : 0)
+
+int cairn_enqueue(PGconn *conn, const char *workflow, const char *input, const cairn_enqueue_options *opts,
+                  char **id_out)
+{
+    cairn__clear_error();
+    char err[256];
+    if (id_out)
+        *id_out = NULL;
+    if (!conn)
+        return cairn__fail(CAIRN_EINVAL, "conn is NULL");
+    if (opts && opts->size == 0)
+        return cairn__fail(CAIRN_EINVAL, "cairn_enqueue_options.size is 0; set it to sizeof(cairn_enqueue_options)");
+    if (cairn__check_name("workflow name", workflow, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    const char *id = EOPT(opts, id);
+    const char *queue = EOPT(opts, queue);
+    const char *dedup = EOPT(opts, dedup_key);
+    int priority = EOPT(opts, priority);
+    int delay_ms = EOPT(opts, delay_ms);
+    if (id && cairn__check_name("workflow ID", id, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (queue && cairn__check_name("queue name", queue, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (dedup && cairn__check_name("dedup key", dedup, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (delay_ms < 0)
+        return cairn__fail(CAIRN_EINVAL, "delay_ms is negative");
+    if (!input)
+        input = "null";
+    int rc = check_payload("workflow input", input);
+    if (rc != CAIRN_OK)
+        return rc;
+    char prio[16], delay[32];
+    snprintf(prio, sizeof prio, "%d", priority);
+    snprintf(delay, sizeof delay, "%d milliseconds", delay_ms);
+    const char *vals[7] = {workflow, input, queue ? queue : "default", id, prio, delay, dedup};
+    return exec_one(conn,
+                    "SELECT cairn.enqueue($1, $2::json, queue => $3, id => $4, priority => $5::int,"
+                    " delay => $6::interval, dedup_key => $7)",
+                    7, vals, "enqueueing a workflow", id_out);
+}
+
+int cairn_send(PGconn *conn, const char *workflow_id, const char *topic, const char *message, const char *message_id)
+{
+    cairn__clear_error();
+    char err[256];
+    if (!conn)
+        return cairn__fail(CAIRN_EINVAL, "conn is NULL");
+    if (cairn__check_name("workflow ID", workflow_id, err, sizeof err) != CAIRN_OK ||
+        cairn__check_name("topic", topic, err, sizeof err) != CAIRN_OK ||
+        (message_id && cairn__check_name("message ID", message_id, err, sizeof err) != CAIRN_OK))
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (!message)
+        message = "null";
+    int rc = check_payload("message", message);
+    if (rc != CAIRN_OK)
+        return rc;
+    const char *vals[4] = {workflow_id, topic, message, message_id};
+    return exec_one(conn, "SELECT cairn.send($1, $2, $3::json, $4)", 4, vals, "sending a message", NULL);
+}
