@@ -155,9 +155,10 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "INSERT INTO cairn.steps (workflow_id, step, name, output) VALUES ($1, $2::int, $3, $4::json)"},
     /* It writes only when the flag is down, and recreates the row an unlogged table lost in a crash. */
     [CAIRN__Q_ARM] = {"cairn_arm",
-        "WITH u AS (UPDATE cairn.wakeup SET armed = true WHERE NOT armed RETURNING armed)"
-        "INSERT INTO cairn.wakeup (armed) SELECT true WHERE NOT EXISTS (SELECT 1 FROM cairn.wakeup)"
-        " ON CONFLICT DO NOTHING RETURNING armed"},
+        "WITH u AS (UPDATE cairn.wakeup SET armed = true WHERE NOT armed RETURNING armed),"
+        " i AS (INSERT INTO cairn.wakeup (armed) SELECT true WHERE NOT EXISTS (SELECT 1 FROM cairn.wakeup)"
+        "       ON CONFLICT DO NOTHING RETURNING armed)"
+        "SELECT armed FROM u UNION ALL SELECT armed FROM i"},
 };
 
 int cairn__conn_lost(PGconn *pg, const PGresult *res)

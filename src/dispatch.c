@@ -73,14 +73,15 @@ static int claim(cairn *h, cairn__conn *c, int limit)
     return n;
 }
 
+/* Raises the wake-up flag; returns 1 if it was down (we raised it), 0 if already up, -1 on error. */
 static int arm(cairn__conn *c)
 {
     PGresult *r = PQexecPrepared(c->pg, cairn__stmt_name(CAIRN__Q_ARM), 0, NULL, NULL, NULL, 0);
-    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok)
+    int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) > 0 : -1;
+    if (rc < 0)
         cairn__fail_pg(CAIRN_ECONN, r, c->pg, "arming the wake-up");
     PQclear(r);
-    return ok ? CAIRN_OK : CAIRN_ECONN;
+    return rc;
 }
 
 /* Sleeps until a notification, a poke or the timeout; returns 0 or -1 if the connection broke. */
@@ -133,12 +134,14 @@ static void *dispatcher_main(void *arg)
             if (got == want)
                 continue; /* there may be more */
             if (got == 0) {
-                /* Idle: ask enqueuers to wake us, then look once more in case one just missed the flag. */
-                if (arm(&c) != CAIRN_OK) {
+                /* Idle: ask enqueuers to wake us; if the flag was down, one may just have
+                 * missed it, so look once more. */
+                int raised = arm(&c);
+                if (raised < 0) {
                     cairn__conn_drop(&c);
                     continue;
                 }
-                got = claim(h, &c, want);
+                got = raised ? claim(h, &c, want) : 0;
                 if (got < 0) {
                     cairn__conn_drop(&c);
                     continue;
