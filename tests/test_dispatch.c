@@ -1,0 +1,205 @@
+/*
+ * The dispatcher: enqueued workflows are claimed exactly once across
+ * several executors, in priority order, not before their delay, only by
+ * executors that know their name, and an idle dispatcher is woken by the
+ * enqueue's NOTIFY rather than its poll.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "support.h"
+
+enum { MANY = 600 };
+static atomic_int runs[MANY];     /* executions per workflow of the "many" test */
+static atomic_int order_pos;
+static int order_seen[8];         /* priorities in the order their workflows ran */
+static atomic_llong first_step_ms; /* when the latency test's step ran */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int step_count(cairn_step_ctx *s, const char *in, char **out, void *u)
+{
+    int i = atoi(in);
+    if (i >= 0 && i < MANY)
+        atomic_fetch_add(&runs[i], 1);
+    *out = strdup(in);
+    return CAIRN_OK;
+}
+
+static int step_order(cairn_step_ctx *s, const char *in, char **out, void *u)
+{
+    int pos = atomic_fetch_add(&order_pos, 1);
+    if (pos < 8)
+        order_seen[pos] = atoi(in);
+    usleep(20 * 1000);
+    return CAIRN_OK;
+}
+
+static int step_stamp(cairn_step_ctx *s, const char *in, char **out, void *u)
+{
+    atomic_store(&first_step_ms, now_ms());
+    return CAIRN_OK;
+}
+
+static int wf_count(cairn_ctx *ctx, const char *in, char **out, void *u)
+{
+    return cairn_step(ctx, "count", in, out);
+}
+
+static int wf_order(cairn_ctx *ctx, const char *in, char **out, void *u)
+{
+    return cairn_step(ctx, "order", in, NULL);
+}
+
+static int wf_stamp(cairn_ctx *ctx, const char *in, char **out, void *u)
+{
+    return cairn_step(ctx, "stamp", in, NULL);
+}
+
+static cairn *worker(const char *executor, int workers, int poll_ms)
+{
+    cairn_options o = {.size = sizeof o, .conninfo = t_db(), .executor_id = executor, .workers = workers,
+                       .poll_interval_ms = poll_ms};
+    cairn *h = NULL;
+    if (cairn_open(&h, &o) != CAIRN_OK)
+        fail_msg("cairn_open: %s", cairn_errmsg(h));
+    T_OK(h, cairn_register_step(h, "count", step_count, NULL, NULL));
+    T_OK(h, cairn_register_step(h, "order", step_order, NULL, NULL));
+    T_OK(h, cairn_register_step(h, "stamp", step_stamp, NULL, NULL));
+    T_OK(h, cairn_register_workflow(h, "count", wf_count, NULL));
+    T_OK(h, cairn_register_workflow(h, "order", wf_order, NULL));
+    T_OK(h, cairn_register_workflow(h, "stamp", wf_stamp, NULL));
+    T_OK(h, cairn_start_workers(h));
+    return h;
+}
+
+static long wait_count(const char *sql, long want, int timeout_ms)
+{
+    long v = -1;
+    for (int waited = 0; waited < timeout_ms; waited += 50) {
+        v = t_scalar(sql);
+        if (v == want)
+            break;
+        usleep(50 * 1000);
+    }
+    return v;
+}
+
+static int group_setup(void **state)
+{
+    t_fresh_db("cairn_test_dispatch");
+    cairn_close(t_open("setup", 1));
+    return 0;
+}
+
+static void test_claimed_once_across_executors(void **state)
+{
+    /* Enqueued before any worker runs: the backlog is found by claiming, not by a wake-up. */
+    t_exec("SELECT cairn.enqueue('count', to_json(i), id => 'many-' || i) FROM generate_series(0, 599) i");
+    cairn *a = worker("disp-a", 8, 200), *b = worker("disp-b", 8, 200), *c = worker("disp-c", 8, 200);
+    long done = wait_count("SELECT count(*) FROM cairn.workflows WHERE id LIKE 'many-%' AND status = 'SUCCESS'", MANY,
+                           60000);
+    assert_int_equal(done, MANY);
+    for (int i = 0; i < MANY; i++)
+        if (atomic_load(&runs[i]) != 1)
+            fail_msg("workflow many-%d ran %d times", i, atomic_load(&runs[i]));
+    /* Every executor took a share. */
+    long executors = t_scalar("SELECT count(DISTINCT executor_id) FROM cairn.workflows WHERE id LIKE 'many-%'");
+    print_message("600 workflows claimed by %ld executors\n", executors);
+    assert_true(executors >= 2);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.workflows WHERE id LIKE 'many-%'"
+                              " AND output::text <> replace(id, 'many-', '')"),
+                     0);
+    cairn_close(a);
+    cairn_close(b);
+    cairn_close(c);
+}
+
+static void test_unknown_name_waits(void **state)
+{
+    t_exec("SELECT cairn.enqueue('nobody_knows_this', '1', id => 'orphan-name')");
+    cairn *h = worker("disp-unknown", 4, 100);
+    usleep(500 * 1000);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.workflows WHERE id = 'orphan-name'"
+                              " AND status = 'ENQUEUED' AND executor_id IS NULL AND attempts = 0"),
+                     1);
+    cairn_close(h);
+}
+
+static void test_priority_order(void **state)
+{
+    atomic_store(&order_pos, 0);
+    /* One transaction, so all are visible at once; one executor thread takes them one by one. */
+    t_exec("BEGIN;"
+           "SELECT cairn.enqueue('order', '5', priority => 5);"
+           "SELECT cairn.enqueue('order', '1', priority => 1);"
+           "SELECT cairn.enqueue('order', '3', priority => 3);"
+           "SELECT cairn.enqueue('order', '-2', priority => -2);"
+           "COMMIT");
+    cairn *h = worker("disp-prio", 1, 100);
+    long done = wait_count("SELECT count(*) FROM cairn.workflows WHERE name = 'order' AND status = 'SUCCESS'", 4, 20000);
+    assert_int_equal(done, 4);
+    assert_int_equal(order_seen[0], -2);
+    assert_int_equal(order_seen[1], 1);
+    assert_int_equal(order_seen[2], 3);
+    assert_int_equal(order_seen[3], 5);
+    cairn_close(h);
+}
+
+static void test_delay_not_before_time(void **state)
+{
+    cairn *h = worker("disp-delay", 2, 100);
+    t_exec("SELECT cairn.enqueue('count', '1', id => 'delayed-1', delay => interval '1500 milliseconds')");
+    usleep(800 * 1000);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.workflows WHERE id = 'delayed-1' AND status = 'ENQUEUED'"),
+                     1);
+    long done = wait_count("SELECT count(*) FROM cairn.workflows WHERE id = 'delayed-1' AND status = 'SUCCESS'", 1,
+                           10000);
+    assert_int_equal(done, 1);
+    /* On the database clock, the step was recorded no earlier than the delay allowed. */
+    assert_int_equal(t_scalar("SELECT (s.created_at >= w.created_at + interval '1500 milliseconds')::int"
+                              " FROM cairn.steps s JOIN cairn.workflows w ON w.id = s.workflow_id"
+                              " WHERE w.id = 'delayed-1'"),
+                     1);
+    cairn_close(h);
+}
+
+static void test_idle_dispatcher_woken_by_notify(void **state)
+{
+    /* A 60 s poll interval: only the NOTIFY can start this workflow promptly. */
+    cairn *h = worker("disp-notify", 2, 60000);
+    usleep(300 * 1000); /* let the dispatcher go idle and arm the flag */
+    assert_int_equal(t_scalar("SELECT armed::int FROM cairn.wakeup"), 1);
+    atomic_store(&first_step_ms, 0);
+    long long t0 = now_ms();
+    t_exec("SELECT cairn.enqueue('stamp', 'null', id => 'notify-1')");
+    long done = wait_count("SELECT count(*) FROM cairn.workflows WHERE id = 'notify-1' AND status = 'SUCCESS'", 1,
+                           10000);
+    assert_int_equal(done, 1);
+    long long latency = atomic_load(&first_step_ms) - t0;
+    print_message("enqueue commit to first step: %lld ms\n", latency);
+    if (latency > 5000)
+        fail_msg("the idle dispatcher took %lld ms: it polled instead of being woken", latency);
+    cairn_close(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_claimed_once_across_executors),
+        cmocka_unit_test(test_unknown_name_waits),
+        cmocka_unit_test(test_priority_order),
+        cmocka_unit_test(test_delay_not_before_time),
+        cmocka_unit_test(test_idle_dispatcher_woken_by_notify),
+    };
+    return cmocka_run_group_tests(tests, group_setup, NULL);
+}
