@@ -71,6 +71,31 @@ const char *cairn_executor_id(const cairn *h)
 #define OPT(o, field, dflt) \
     ((o) && (o)->size >= offsetof(cairn_options, field) + sizeof((o)->field) && (o)->field ? (o)->field : (dflt))
 
+/* Opens the first pool connection, checks or migrates the schema, and prepares the statements. */
+static int open_schema(cairn *h)
+{
+    int rc = cairn__conn_open(h, &h->pool[0], 0);
+    if (rc != CAIRN_OK)
+        return rc;
+    if (h->flags & CAIRN_NO_MIGRATE) {
+        PGresult *r = PQexec(h->pool[0].pg, "SELECT to_regclass('cairn.migrations') IS NOT NULL");
+        int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        int present = ok && PQgetvalue(r, 0, 0)[0] == 't';
+        if (!ok)
+            rc = cairn__fail_pg(cairn__conn_lost(h->pool[0].pg, r) ? CAIRN_ECONN : CAIRN_EDB, r, h->pool[0].pg,
+                                "checking the schema");
+        PQclear(r);
+        if (!ok)
+            return rc;
+        if (!present)
+            return cairn__fail(CAIRN_ESCHEMA, "the cairn schema is missing; run `cairn migrate` first");
+    } else if ((rc = cairn__migrate(h, h->pool[0].pg, NULL)) != CAIRN_OK) {
+        return rc;
+    }
+    cairn__conn_drop(&h->pool[0]); /* reopened with its statements prepared */
+    return cairn__conn_open(h, &h->pool[0], 1);
+}
+
 int cairn_open(cairn **out, const cairn_options *opts)
 {
     cairn__clear_error();
@@ -116,6 +141,20 @@ int cairn_open(cairn **out, const cairn_options *opts)
     char err[256];
     if (cairn__check_name("executor ID", h->executor_id, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (h->conninfo) {
+        /* A malformed conninfo is the caller's mistake, not an outage to wait out. */
+        char *perr = NULL;
+        PQconninfoOption *parsed = PQconninfoParse(h->conninfo, &perr);
+        if (!parsed) {
+            size_t n = perr ? strlen(perr) : 0;
+            while (n > 0 && perr[n - 1] == '\n')
+                n--;
+            cairn__fail(CAIRN_EINVAL, "the conninfo is malformed: %.*s", (int)n, perr ? perr : "out of memory");
+            PQfreemem(perr);
+            return CAIRN_EINVAL;
+        }
+        PQconninfoFree(parsed);
+    }
     if (h->workers < 0 || h->workers > 4096 || h->commit_conns_n < 0 || h->commit_conns_n > 64 || h->pool_n < 0 ||
         h->pool_n > 256 || h->max_attempts < 0 || h->connect_timeout_ms < 0 || h->poll_interval_ms < 0)
         return cairn__fail(CAIRN_EINVAL, "an option is out of range (workers 1-4096, commit_connections 1-64, "
@@ -131,21 +170,21 @@ int cairn_open(cairn **out, const cairn_options *opts)
     if (rc != CAIRN_OK)
         return rc;
 
-    /* The first pool connection migrates before anything is prepared. */
-    rc = cairn__conn_open(h, &h->pool[0], 0);
-    if (rc != CAIRN_OK)
-        return rc;
-    if (h->flags & CAIRN_NO_MIGRATE) {
-        PGresult *r = PQexec(h->pool[0].pg, "SELECT to_regclass('cairn.migrations') IS NOT NULL");
-        int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
-        PQclear(r);
-        if (!ok)
-            return cairn__fail(CAIRN_ESCHEMA, "the cairn schema is missing; run `cairn migrate` first");
-    } else if ((rc = cairn__migrate(h, h->pool[0].pg, NULL)) != CAIRN_OK) {
-        return rc;
+    /*
+     * Connect, migrate and prepare. A connection lost on the way (a server
+     * restarting, a backend terminated) is retried until connect_timeout_ms
+     * has passed, like every other API call; other failures are final.
+     */
+    long long deadline = cairn__now_ms() + h->connect_timeout_ms;
+    long long backoff = 50;
+    for (;;) {
+        rc = open_schema(h);
+        if (rc != CAIRN_ECONN || cairn__now_ms() + backoff > deadline)
+            return rc;
+        cairn__log(h, CAIRN_LOG_INFO, "connecting: %s; retrying", cairn_errmsg(h));
+        cairn__sleep(h, backoff);
+        backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
     }
-    cairn__conn_drop(&h->pool[0]); /* reopened with its statements prepared on first use */
-    return cairn__conn_open(h, &h->pool[0], 1);
 }
 
 void cairn_close(cairn *h)

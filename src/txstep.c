@@ -145,6 +145,9 @@ int cairn__tx_attempt(cairn *h, cairn__conn *c, const cairn__entry *e, cairn_ste
         PQclear(r);
         if (!began) {
             cairn__conn_drop(c);
+            if (cairn__sleep(h, backoff))
+                return CAIRN__TX_SHUTDOWN;
+            backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
             continue;
         }
 
@@ -153,7 +156,9 @@ int cairn__tx_attempt(cairn *h, cairn__conn *c, const cairn__entry *e, cairn_ste
         s->sqlstate[0] = '\0';
         char *out = NULL;
         int rc = e->tx(s, c->pg, input, &out, e->udata);
-        int lost = PQstatus(c->pg) != CONNECTION_OK;
+        /* A shutdown or connection error the step saw means the session is gone, whatever libpq says yet. */
+        int lost = PQstatus(c->pg) != CONNECTION_OK ||
+                   (rc != CAIRN_OK && (strncmp(s->sqlstate, "08", 2) == 0 || strncmp(s->sqlstate, "57P0", 4) == 0));
         if (rc == CAIRN_OK && !lost) {
             size_t len = out ? strlen(out) : 4;
             PGTransactionStatusType ts = PQtransactionStatus(c->pg);

@@ -117,7 +117,8 @@ static void test_unreachable_at_open(void **state)
     assert_non_null(strstr(cairn_errmsg(h), "cannot connect"));
     cairn_close(h);
     o.conninfo = "this is not a conninfo";
-    T_RC(h, CAIRN_ECONN, cairn_open(&h, &o));
+    T_RC(h, CAIRN_EINVAL, cairn_open(&h, &o));
+    assert_non_null(strstr(cairn_errmsg(h), "malformed"));
     cairn_close(h);
 }
 
