@@ -198,6 +198,7 @@ void cairn_close(cairn *h)
         cairn__executor_free(h);
         cairn__executor_release(h);
     }
+    cairn__dispatch_free(h);
     cairn__commit_free(h);
     if (h->pool) {
         for (int i = 0; i < h->pool_n; i++)

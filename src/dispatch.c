@@ -185,6 +185,11 @@ void cairn__dispatch_stop(cairn *h)
         pthread_join(h->dispatcher, NULL);
         h->dispatching = 0;
     }
+}
+
+/* Executor threads poke the eventfd until they have been joined, so it closes after them. */
+void cairn__dispatch_free(cairn *h)
+{
     if (h->wake_fd >= 0)
         close(h->wake_fd);
     h->wake_fd = -1;

@@ -217,6 +217,7 @@ cairn_status cairn__status_parse(const char *s);
 
 int cairn__dispatch_start(cairn *h);
 void cairn__dispatch_stop(cairn *h);
+void cairn__dispatch_free(cairn *h);
 /* Wake the dispatcher: an executor thread became free, or the handle is closing. */
 void cairn__dispatch_poke(cairn *h);
 
