@@ -361,7 +361,8 @@ typedef struct cairn_enqueue_options {
     const char *id;        /* workflow ID; NULL: a new UUIDv7 */
     const char *queue;     /* NULL: "default" */
     int priority;          /* lower values run first; default 0 */
-    int delay_ms;          /* do not start before this many milliseconds after commit (database clock) */
+    int delay_ms;          /* do not start before this many milliseconds after the enqueuing transaction began
+                              (database clock) */
     const char *dedup_key; /* at most one live workflow per queue and key; a repeat returns the live one's ID */
 } cairn_enqueue_options;
 

@@ -94,17 +94,32 @@ AS $$
         'hex')::uuid::text
 $$;
 
--- Wakes idle dispatchers, at most once per idle period; see cairn.wakeup.
+-- Wakes idle dispatchers; see cairn.wakeup. An enqueue that sees the flag
+-- up notifies (at its commit) and lowers the flag, so the enqueues after it
+-- see it down and skip the NOTIFY and its commit-time lock. The flag's row
+-- is taken with SKIP LOCKED: while one open transaction holds it, other
+-- enqueuers go on without waiting, so an application transaction that
+-- enqueued and stays open never blocks, or deadlocks with, another one.
+-- Those others notify too: if the holder rolls back, their own NOTIFY still
+-- wakes the dispatchers. In a REPEATABLE READ or SERIALIZABLE transaction
+-- the flag may have been lowered by a transaction that committed after this
+-- one's snapshot; taking the row then fails with a serialization failure,
+-- which must not fail the application's transaction, and notifying is
+-- still right. All of this runs only while the flag is up, that is while a
+-- dispatcher is idle: a busy system pays nothing but the flag's read.
 CREATE FUNCTION cairn.wake() RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF (SELECT armed FROM cairn.wakeup) THEN
-        UPDATE cairn.wakeup SET armed = false WHERE armed;
-        IF FOUND THEN
-            PERFORM pg_notify('cairn_wakeup', '');
-        END IF;
+        BEGIN
+            UPDATE cairn.wakeup SET armed = false
+             WHERE id IN (SELECT w.id FROM cairn.wakeup w WHERE w.armed FOR UPDATE SKIP LOCKED);
+        EXCEPTION WHEN serialization_failure THEN
+            NULL;
+        END;
+        PERFORM pg_notify('cairn_wakeup', '');
     END IF;
 END
 $$;
@@ -150,21 +165,29 @@ BEGIN
     END IF;
     PERFORM cairn.check_payload('workflow input', input);
 
-    IF dedup_key IS NOT NULL THEN
-        SELECT s.id INTO other FROM cairn.workflow_status s
-         WHERE s.queue = enqueue.queue AND s.dedup_key = enqueue.dedup_key
-           AND s.status IN ('ENQUEUED', 'PENDING');
-        IF FOUND THEN
-            RETURN other;
+    -- Each round either inserts or finds the workflow that holds the ID or
+    -- the dedup key. It goes round again only when the row the insert ran
+    -- into was gone by the time of the lookup (a concurrent transaction's
+    -- dedup workflow that finished meanwhile, an ID deleted meanwhile): the
+    -- ID or key is free again, so the next round inserts. A few rounds are
+    -- plenty; after them the caller is told to retry, as after any
+    -- serialization failure.
+    FOR tries IN 1..3 LOOP
+        IF dedup_key IS NOT NULL THEN
+            SELECT s.id INTO other FROM cairn.workflow_status s
+             WHERE s.queue = enqueue.queue AND s.dedup_key = enqueue.dedup_key
+               AND s.status IN ('ENQUEUED', 'PENDING');
+            IF FOUND THEN
+                RETURN other;
+            END IF;
         END IF;
-    END IF;
 
-    INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at, dedup_key)
-    VALUES (wid, workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'), dedup_key)
-    ON CONFLICT DO NOTHING
-    RETURNING s.id INTO got;
+        INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at, dedup_key)
+        VALUES (wid, workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'), dedup_key)
+        ON CONFLICT DO NOTHING
+        RETURNING s.id INTO got;
+        EXIT WHEN got IS NOT NULL;
 
-    IF got IS NULL THEN
         -- The ID exists, or a concurrent transaction took the dedup key.
         SELECT s.name INTO other FROM cairn.workflow_status s WHERE s.id = wid;
         IF FOUND THEN
@@ -174,10 +197,10 @@ BEGIN
             END IF;
             RETURN wid;
         END IF;
-        SELECT s.id INTO other FROM cairn.workflow_status s
-         WHERE s.queue = enqueue.queue AND s.dedup_key = enqueue.dedup_key
-           AND s.status IN ('ENQUEUED', 'PENDING');
-        RETURN other;
+    END LOOP;
+    IF got IS NULL THEN
+        RAISE EXCEPTION 'cairn: the workflow holding ID ''%'' or its dedup key kept changing; retry the transaction',
+            wid USING ERRCODE = 'serialization_failure';
     END IF;
 
     INSERT INTO cairn.workflow_payloads (id, input) VALUES (wid, input);
@@ -221,13 +244,18 @@ $$;
 -- queue. Use it as
 --   CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW
 --     EXECUTE FUNCTION cairn.enqueue_row('process_order', 'orders');
+-- Only AFTER triggers are accepted: a BEFORE (or INSTEAD OF) row trigger
+-- that returns NULL silently drops the row, which would enqueue work for a
+-- row that was never written, and the row a BEFORE trigger sees may still
+-- be changed by the triggers after it.
 CREATE FUNCTION cairn.enqueue_row() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF TG_LEVEL <> 'ROW' OR TG_OP NOT IN ('INSERT', 'UPDATE') THEN
-        RAISE EXCEPTION 'cairn.enqueue_row must be an INSERT or UPDATE trigger FOR EACH ROW'
+    IF TG_WHEN <> 'AFTER' OR TG_LEVEL <> 'ROW' OR TG_OP NOT IN ('INSERT', 'UPDATE') THEN
+        RAISE EXCEPTION 'cairn.enqueue_row must be an AFTER INSERT or UPDATE trigger FOR EACH ROW, not % % FOR EACH %',
+            TG_WHEN, TG_OP, TG_LEVEL
             USING ERRCODE = 'feature_not_supported';
     END IF;
     IF TG_NARGS < 1 OR TG_NARGS > 2 THEN

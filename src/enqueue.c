@@ -26,7 +26,12 @@ static int check_payload(const char *what, const char *json)
     return CAIRN_OK;
 }
 
-/* Runs one parameterized statement returning one value; *out gets a copy. */
+/*
+ * Runs one parameterized statement returning one value; *out gets a copy.
+ * The statements name every type with its schema: they run on the
+ * application's connection, whose search_path may hold types of the same
+ * name (a domain "json" in the application's schema, say).
+ */
 static int exec_one(PGconn *conn, const char *sql, int n, const char *const *vals, const char *what, char **out)
 {
     PGresult *r = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
@@ -93,8 +98,8 @@ int cairn_enqueue(PGconn *conn, const char *workflow, const char *input, const c
     snprintf(delay, sizeof delay, "%d milliseconds", delay_ms);
     const char *vals[7] = {workflow, input, queue ? queue : "default", id, prio, delay, dedup};
     return exec_one(conn,
-                    "SELECT cairn.enqueue($1, $2::json, queue => $3, id => $4, priority => $5::int,"
-                    " delay => $6::interval, dedup_key => $7)",
+                    "SELECT cairn.enqueue($1, $2::pg_catalog.json, queue => $3, id => $4,"
+                    " priority => $5::pg_catalog.int4, delay => $6::pg_catalog.interval, dedup_key => $7)",
                     7, vals, "enqueueing a workflow", id_out);
 }
 
@@ -114,5 +119,5 @@ int cairn_send(PGconn *conn, const char *workflow_id, const char *topic, const c
     if (rc != CAIRN_OK)
         return rc;
     const char *vals[4] = {workflow_id, topic, message, message_id};
-    return exec_one(conn, "SELECT cairn.send($1, $2, $3::json, $4)", 4, vals, "sending a message", NULL);
+    return exec_one(conn, "SELECT cairn.send($1, $2, $3::pg_catalog.json, $4)", 4, vals, "sending a message", NULL);
 }
