@@ -14,21 +14,15 @@
  * It prints figures; it is not a test and has no pass/fail time limit.
  * Its exit status is non-zero only when something failed to run.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
-#include <spawn.h>
-#include <stdarg.h>
 #include <stdatomic.h>
-#include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,7 +30,7 @@
 
 #include <cairn.h>
 
-extern char **environ;
+#include "common.h"
 
 #define WORKFLOW_NAME "cairn_bench_noop3"
 #define STEP_NAME "cairn_bench_noop"
@@ -169,329 +163,7 @@ static int parse_args(int argc, char **argv, config *c)
     return 0;
 }
 
-/* ---- small helpers --------------------------------------------------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_s(double s)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static void die(const char *fmt, ...) CAIRN_PRINTF(1, 2);
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("bench_core: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted v[0..n). */
-static double percentile(const double *v, size_t n, double p)
-{
-    if (n == 0)
-        return NAN;
-    size_t k = (size_t)ceil(p / 100.0 * (double)n);
-    return v[k == 0 ? 0 : k - 1];
-}
-
-/* ---- counting the library's libpq calls ------------------------------ */
-
-/*
- * When the build links with --wrap for these libpq functions (see
- * CMakeLists.txt), every call the library makes passes through here and
- * is counted: statements sent, and round trips (a call that waits for the
- * server; a pipeline of statements ending in one sync is one round trip).
- * The benchmark's own monitoring queries run only outside the windows in
- * which these counters are read.
- */
-static atomic_llong n_statements;
-static atomic_llong n_round_trips;
-
-#ifdef BENCH_COUNT_LIBPQ
-#define COUNTING_LIBPQ 1
-PGresult *__real_PQexec(PGconn *conn, const char *query);
-PGresult *__real_PQexecParams(PGconn *conn, const char *command, int n, const Oid *types, const char *const *values,
-                              const int *lengths, const int *formats, int result_format);
-PGresult *__real_PQexecPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
-                                const int *formats, int result_format);
-PGresult *__real_PQprepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types);
-int __real_PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
-                               const int *formats, int result_format);
-int __real_PQpipelineSync(PGconn *conn);
-PGresult *__wrap_PQexec(PGconn *conn, const char *query);
-PGresult *__wrap_PQexecParams(PGconn *conn, const char *command, int n, const Oid *types, const char *const *values,
-                              const int *lengths, const int *formats, int result_format);
-PGresult *__wrap_PQexecPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
-                                const int *formats, int result_format);
-PGresult *__wrap_PQprepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types);
-int __wrap_PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
-                               const int *formats, int result_format);
-int __wrap_PQpipelineSync(PGconn *conn);
-
-PGresult *__wrap_PQexec(PGconn *conn, const char *query)
-{
-    atomic_fetch_add(&n_statements, 1);
-    atomic_fetch_add(&n_round_trips, 1);
-    return __real_PQexec(conn, query);
-}
-
-PGresult *__wrap_PQexecParams(PGconn *conn, const char *command, int n, const Oid *types, const char *const *values,
-                              const int *lengths, const int *formats, int result_format)
-{
-    atomic_fetch_add(&n_statements, 1);
-    atomic_fetch_add(&n_round_trips, 1);
-    return __real_PQexecParams(conn, command, n, types, values, lengths, formats, result_format);
-}
-
-PGresult *__wrap_PQexecPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
-                                const int *formats, int result_format)
-{
-    atomic_fetch_add(&n_statements, 1);
-    atomic_fetch_add(&n_round_trips, 1);
-    return __real_PQexecPrepared(conn, name, n, values, lengths, formats, result_format);
-}
-
-PGresult *__wrap_PQprepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types)
-{
-    atomic_fetch_add(&n_statements, 1);
-    atomic_fetch_add(&n_round_trips, 1);
-    return __real_PQprepare(conn, name, query, n, types);
-}
-
-int __wrap_PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
-                               const int *formats, int result_format)
-{
-    atomic_fetch_add(&n_statements, 1);
-    return __real_PQsendQueryPrepared(conn, name, n, values, lengths, formats, result_format);
-}
-
-int __wrap_PQpipelineSync(PGconn *conn)
-{
-    atomic_fetch_add(&n_round_trips, 1);
-    return __real_PQpipelineSync(conn);
-}
-#else
-#define COUNTING_LIBPQ 0
-#endif
-
-/* ---- the monitoring connection --------------------------------------- */
-
-/*
- * One plain libpq connection reads the server's counters between phases.
- * Its own transactions are counted (queries) so that they can be taken
- * out of the pg_stat_database figures.
- */
-typedef struct monitor {
-    PGconn *pg;
-    int version;          /* server_version_num */
-    int have_pgss;        /* pg_stat_statements can be read */
-    long long queries;    /* statements this connection has run, each its own transaction */
-} monitor;
-
-static PGresult *mon_query(monitor *m, const char *sql, int nparams, const char *const *params, int must)
-{
-    m->queries++;
-    PGresult *r = PQexecParams(m->pg, sql, nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        if (must)
-            die("%s: %s", sql, PQresultErrorMessage(r));
-        PQclear(r);
-        return NULL;
-    }
-    return r;
-}
-
-static void mon_exec(monitor *m, const char *sql)
-{
-    PQclear(mon_query(m, sql, 0, NULL, 1));
-}
-
-/* The first column of the first row of a query as a long long, or -1 if it failed. */
-static long long mon_value(monitor *m, const char *sql, int nparams, const char *const *params, int must)
-{
-    PGresult *r = mon_query(m, sql, nparams, params, must);
-    if (!r)
-        return -1;
-    long long v = PQntuples(r) > 0 && !PQgetisnull(r, 0, 0) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
-    PQclear(r);
-    return v;
-}
-
-static char *mon_text(monitor *m, const char *sql)
-{
-    PGresult *r = mon_query(m, sql, 0, NULL, 0);
-    char *s = strdup(r && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "?");
-    PQclear(r);
-    if (!s)
-        die("out of memory");
-    return s;
-}
-
-static void mon_open(monitor *m, const char *conninfo)
-{
-    memset(m, 0, sizeof *m);
-    m->pg = PQconnectdb(conninfo);
-    if (!m->pg || PQstatus(m->pg) != CONNECTION_OK)
-        die("cannot connect to '%s': %s", conninfo, m->pg ? PQerrorMessage(m->pg) : "out of memory");
-    m->version = PQserverVersion(m->pg);
-    mon_exec(m, "SET client_min_messages = warning");
-    /* pg_stat_statements is readable only when the extension exists and the library is preloaded. */
-    if (mon_value(m, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'", 0, NULL, 1) > 0 &&
-        mon_value(m, "SELECT count(*) FROM pg_stat_statements", 0, NULL, 0) >= 0)
-        m->have_pgss = 1;
-}
-
-/*
- * A snapshot of the counters a phase is measured with. The transaction ID
- * counter moves once per transaction that writes, whoever runs it, and
- * reading it assigns none, so it is exact at any instant. xact_commit
- * counts every committed transaction, reads too, but backends publish it
- * lazily, so it is only read once the handle's connections have closed
- * (see settle()).
- */
-typedef struct counters {
-    long long next_xid;
-    long long pgss_calls; /* -1 without pg_stat_statements */
-    long long statements; /* counted libpq calls */
-    long long round_trips;
-    double cpu;           /* this process's user + system CPU seconds */
-    long long switches;   /* this process's context switches */
-    double t;
-} counters;
-
-static void snap_server(monitor *m, counters *c)
-{
-    c->next_xid = mon_value(m, "SELECT txid_snapshot_xmax(txid_current_snapshot())", 0, NULL, 1);
-    c->pgss_calls = -1;
-    if (m->have_pgss)
-        c->pgss_calls = mon_value(m,
-                                  "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
-                                  " WHERE query LIKE '%cairn.%' AND query NOT LIKE '%pg_stat_statements%'",
-                                  0, NULL, 0);
-}
-
-static void snap_client(counters *c)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    c->cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-             (double)ru.ru_stime.tv_usec / 1e6;
-    c->switches = ru.ru_nvcsw + ru.ru_nivcsw;
-    c->statements = atomic_load(&n_statements);
-    c->round_trips = atomic_load(&n_round_trips);
-    c->t = now_s();
-}
-
-/* Reads xact_commit after making this connection publish its own counts. */
-static long long xact_commit(monitor *m)
-{
-    if (m->version >= 150000)
-        mon_exec(m, "SELECT pg_stat_force_next_flush()");
-    else
-        sleep_s(0.6); /* the statistics collector of older servers publishes every 500 ms */
-    return mon_value(m, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()", 0, NULL, 1);
-}
-
-/*
- * Waits until no backend of application_name `app` is left, so that their
- * statistics have been published (a backend publishes them as it exits).
- */
-static void settle(monitor *m, const char *app)
-{
-    const char *p[1] = {app};
-    double deadline = now_s() + 10;
-    while (mon_value(m, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", 1, p, 1) > 0) {
-        if (now_s() > deadline) {
-            fprintf(stderr, "bench_core: warning: connections of %s are still open; xact_commit may be short\n", app);
-            break;
-        }
-        sleep_s(0.02);
-    }
-    sleep_s(0.2); /* a backend leaves pg_stat_activity just before it publishes its counts */
-}
-
-/* Asks for a checkpoint so that each phase starts from the same state; needs superuser or pg_checkpoint. */
-static void checkpoint(monitor *m)
-{
-    PQclear(mon_query(m, "CHECKPOINT", 0, NULL, 0));
-}
-
-/* The 1-minute load average, or -1 where /proc/loadavg does not exist. */
-static double load_average(void)
-{
-    double l = -1;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1)
-            l = -1;
-        fclose(f);
-    }
-    return l;
-}
-
 /* ---- pgbench baseline ----------------------------------------------- */
-
-/* Runs pgbench with argv and returns the "tps = " it prints, or a negative number. */
-static double run_pgbench(char *const argv[])
-{
-    int fds[2];
-    if (pipe(fds) != 0)
-        die("pipe: %s", strerror(errno));
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    posix_spawn_file_actions_addclose(&fa, fds[1]);
-    pid_t pid;
-    int err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    if (err != 0) {
-        close(fds[0]);
-        fprintf(stderr, "bench_core: cannot run %s: %s\n", argv[0], strerror(err));
-        return -1;
-    }
-    char out[16384];
-    size_t len = 0;
-    ssize_t n;
-    while ((n = read(fds[0], out + len, sizeof out - 1 - len)) > 0 || (n < 0 && errno == EINTR))
-        if (n > 0)
-            len += (size_t)n;
-    out[len] = '\0';
-    close(fds[0]);
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    const char *tps = strstr(out, "tps = ");
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !tps) {
-        fprintf(stderr, "bench_core: %s failed:\n%s\n", argv[0], out);
-        return -1;
-    }
-    return strtod(tps + 6, NULL);
-}
 
 /* Writes the pgbench script (one one-row INSERT) into path, a mkstemps() template. */
 static void pgbench_script(char *path)
@@ -503,50 +175,6 @@ static void pgbench_script(char *path)
     if (write(fd, sql, sizeof sql - 1) != (ssize_t)(sizeof sql - 1))
         die("cannot write %s: %s", path, strerror(errno));
     close(fd);
-}
-
-/*
- * The median latency in ms of the transactions pgbench logged with -l into
- * directory `dir` (third field of each line, in microseconds); removes the
- * log files. NAN when there are none.
- */
-static double pgbench_log_p50(const char *dir)
-{
-    size_t n = 0, cap = 0;
-    double *v = NULL;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "r");
-        long client, xact;
-        double us;
-        while (f && fscanf(f, "%ld %ld %lf %*[^\n]", &client, &xact, &us) == 3) {
-            if (n == cap) {
-                cap = cap ? cap * 2 : 65536;
-                v = realloc(v, cap * sizeof *v);
-                if (!v)
-                    die("out of memory");
-            }
-            v[n++] = us / 1e3;
-        }
-        if (f)
-            fclose(f);
-        unlink(path);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-    double p = NAN;
-    if (n > 0) {
-        qsort(v, n, sizeof *v, cmp_double);
-        p = percentile(v, n, 50);
-    }
-    free(v);
-    return p;
 }
 
 /*
@@ -620,43 +248,6 @@ static int noop3_workflow(cairn_ctx *ctx, const char *input, char **output, void
     }
     *output = NULL;
     return CAIRN_OK;
-}
-
-/* Appends a value escaped for a key='value' conninfo string. */
-static void put_conninfo_value(char *out, size_t len, size_t *pos, const char *v)
-{
-    for (; *v && *pos + 3 < len; v++) {
-        if (*v == '\'' || *v == '\\')
-            out[(*pos)++] = '\\';
-        out[(*pos)++] = *v;
-    }
-}
-
-/*
- * The caller's conninfo with application_name set to `app`, so that the
- * handle's connections can be told apart in pg_stat_activity.
- */
-static char *conninfo_with_app(const char *conninfo, const char *app)
-{
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
-    if (!opts)
-        die("cannot parse the connection string: %s", err ? err : "out of memory");
-    size_t len = 4096 + strlen(conninfo) * 2;
-    char *out = malloc(len);
-    if (!out)
-        die("out of memory");
-    size_t pos = 0;
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val || strcmp(o->keyword, "application_name") == 0)
-            continue;
-        pos += (size_t)snprintf(out + pos, len - pos, "%s='", o->keyword);
-        put_conninfo_value(out, len, &pos, o->val);
-        pos += (size_t)snprintf(out + pos, len - pos, "' ");
-    }
-    snprintf(out + pos, len - pos, "application_name='%s'", app);
-    PQconninfoFree(opts);
-    return out;
 }
 
 /* ---- phases ---------------------------------------------------------- */
@@ -917,42 +508,6 @@ static void cleanup(monitor *m, const char *executor)
 
 /* ---- report ---------------------------------------------------------- */
 
-/* Formats v with thousands separators and `decimals` decimals into buf. */
-static const char *num(char *buf, size_t len, double v, int decimals)
-{
-    if (isnan(v)) {
-        snprintf(buf, len, "n/a");
-        return buf;
-    }
-    char raw[64];
-    snprintf(raw, sizeof raw, "%.*f", decimals, fabs(v));
-    const char *dot = strchr(raw, '.');
-    size_t ilen = dot ? (size_t)(dot - raw) : strlen(raw);
-    size_t o = 0;
-    if (v < 0 && o + 1 < len)
-        buf[o++] = '-';
-    for (size_t i = 0; i < ilen && o + 2 < len; i++) {
-        if (i > 0 && (ilen - i) % 3 == 0)
-            buf[o++] = ',';
-        buf[o++] = raw[i];
-    }
-    snprintf(buf + o, len - o, "%s", dot ? dot : "");
-    return buf;
-}
-
-/* The median of v[0..n) (NAN values left out); v is reordered. */
-static double median(double *v, int n)
-{
-    int k = 0;
-    for (int i = 0; i < n; i++)
-        if (!isnan(v[i]))
-            v[k++] = v[i];
-    if (k == 0)
-        return NAN;
-    qsort(v, (size_t)k, sizeof *v, cmp_double);
-    return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
-}
-
 /* One repetition: the baseline's two rates and every phase. */
 typedef struct rep {
     double tps1, tps32; /* NAN without a baseline */
@@ -1098,6 +653,7 @@ static void report(const config *cfg, monitor *m, const rep *reps, int nrep, int
 int main(int argc, char **argv)
 {
     config cfg;
+    bench_name = "bench_core";
     if (parse_args(argc, argv, &cfg) < 0)
         return 2;
     setvbuf(stdout, NULL, _IOLBF, 0);
