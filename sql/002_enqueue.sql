@@ -79,19 +79,23 @@ BEGIN
 END
 $$;
 
--- A time-ordered UUID (version 7) as text, like the IDs the library generates.
+-- A time-ordered UUID (version 7) as text, like the IDs the library
+-- generates. PL/pgSQL rather than SQL: a SQL function with a SET clause is
+-- never inlined and re-plans its body on every call, while PL/pgSQL keeps
+-- its plan for the session.
 CREATE FUNCTION cairn.uuid7() RETURNS text
-LANGUAGE sql VOLATILE SECURITY INVOKER
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT encode(
-        set_byte(set_byte(
-            overlay(uuid_send(gen_random_uuid())
-                    PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
-                    FROM 1 FOR 6),
-            6, (get_byte(uuid_send(gen_random_uuid()), 6) & 15) | 112),
-            8, (get_byte(uuid_send(gen_random_uuid()), 8) & 63) | 128),
-        'hex')::uuid::text
+DECLARE
+    b bytea := uuid_send(gen_random_uuid());
+BEGIN
+    b := overlay(b PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+                 FROM 1 FOR 6);
+    b := set_byte(b, 6, (get_byte(b, 6) & 15) | 112);
+    b := set_byte(b, 8, (get_byte(b, 8) & 63) | 128);
+    RETURN encode(b, 'hex')::uuid::text;
+END
 $$;
 
 -- Wakes idle dispatchers; see cairn.wakeup. An enqueue that sees the flag

@@ -84,26 +84,35 @@ static int arm(cairn__conn *c)
     return rc;
 }
 
-/* Sleeps until a notification, a poke or the timeout; returns 0 or -1 if the connection broke. */
+enum { WOKE_TIMEOUT = 0, WOKE_NOTIFY = 1, WOKE_POKE = 2, WOKE_BROKEN = -1 };
+
+/*
+ * Sleeps until a notification, a poke or the timeout. Returns WOKE_BROKEN if
+ * the connection broke, else the reasons it woke (0 for the timeout).
+ */
 static int wait_for_work(cairn *h, cairn__conn *c, int timeout_ms)
 {
     struct pollfd fds[2] = {{.fd = PQsocket(c->pg), .events = POLLIN}, {.fd = h->wake_fd, .events = POLLIN}};
     int n = poll(fds, 2, timeout_ms);
     if (n < 0 && errno != EINTR)
-        return -1;
+        return WOKE_BROKEN;
+    int why = WOKE_TIMEOUT;
     if (fds[1].revents & POLLIN) {
+        why |= WOKE_POKE;
         uint64_t v;
         ssize_t r = read(h->wake_fd, &v, sizeof v);
         (void)r;
     }
     if (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) {
         if (!PQconsumeInput(c->pg))
-            return -1;
+            return WOKE_BROKEN;
         PGnotify *note;
-        while ((note = PQnotifies(c->pg)) != NULL)
+        while ((note = PQnotifies(c->pg)) != NULL) {
+            why |= WOKE_NOTIFY;
             PQfreemem(note);
+        }
     }
-    return 0;
+    return why;
 }
 
 static void *dispatcher_main(void *arg)
@@ -112,6 +121,13 @@ static void *dispatcher_main(void *arg)
     cairn__conn c = {0};
     long long backoff = 50;
     unsigned jitter = (unsigned)cairn__now_ms();
+    /*
+     * idle: the last look found the queue empty and the wake-up flag is up.
+     * Then a thread coming free is no reason to look again (the queue was
+     * empty; an enqueue since then notifies), only a notification or the
+     * poll timer is.
+     */
+    int idle = 0, woke = WOKE_TIMEOUT;
     while (!atomic_load(&h->shutting_down)) {
         if (!c.pg || PQstatus(c.pg) != CONNECTION_OK) {
             if (connect_listener(h, &c) != CAIRN_OK) {
@@ -123,7 +139,10 @@ static void *dispatcher_main(void *arg)
             backoff = 50;
         }
         int free_threads = h->workers - atomic_load(&h->busy);
-        if (free_threads > 0) {
+        int skip = idle && woke == WOKE_POKE; /* only a thread came free: wait again */
+        if (!skip)
+            idle = 0;
+        if (!skip && free_threads > 0) {
             int want = free_threads < CLAIM_MAX ? free_threads : CLAIM_MAX;
             int got = claim(h, &c, want);
             if (got < 0) {
@@ -148,12 +167,14 @@ static void *dispatcher_main(void *arg)
                 }
                 if (got > 0)
                     continue;
+                idle = 1;
             }
         }
         /* Jitter keeps a fleet of idle dispatchers from polling in step. */
         jitter = jitter * 1103515245u + 12345u;
         int timeout = h->poll_interval_ms + (int)((jitter >> 8) % (unsigned)(h->poll_interval_ms / 10 + 1));
-        if (wait_for_work(h, &c, timeout) != 0)
+        woke = wait_for_work(h, &c, timeout);
+        if (woke == WOKE_BROKEN)
             cairn__conn_drop(&c);
     }
     cairn__conn_drop(&c);
