@@ -137,17 +137,24 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "   SET attempts = greatest(attempts - 1, 0), status = 'ENQUEUED', executor_id = NULL, updated_at = now()"
         " WHERE id = ANY($1::text[]) AND executor_id = $2 AND status = 'PENDING'"
         " RETURNING id"},
-    /* Take the next runnable enqueued workflows this executor knows, skipping rows others are taking. */
+    /*
+     * Take the next runnable enqueued workflows this executor knows, skipping
+     * rows others are taking. The IDs are collected first (ARRAY(...)) so the
+     * update itself is a primary-key lookup in any plan, cached or not; the
+     * input and whether anything was recorded come back with the claim, so a
+     * workflow that never ran starts without another query.
+     */
     [CAIRN__Q_CLAIM_QUEUED] = {"cairn_claim_queued",
-        "WITH c AS ("
-        "  SELECT id FROM cairn.workflow_status"
-        "   WHERE status = 'ENQUEUED' AND available_at <= now() AND name = ANY($2::text[])"
-        "   ORDER BY priority, created_at"
-        "   LIMIT $3::int FOR UPDATE SKIP LOCKED)"
         "UPDATE cairn.workflow_status s"
         "   SET status = 'PENDING', executor_id = $1, attempts = s.attempts + 1, updated_at = now()"
-        "  FROM c WHERE s.id = c.id"
-        " RETURNING s.id, s.name, s.attempts"},
+        " WHERE s.status = 'ENQUEUED' AND s.id = ANY (ARRAY("
+        "   SELECT id FROM cairn.workflow_status"
+        "    WHERE status = 'ENQUEUED' AND available_at <= now() AND name = ANY($2::text[])"
+        "    ORDER BY priority, created_at"
+        "    LIMIT $3::int FOR UPDATE SKIP LOCKED))"
+        " RETURNING s.id, s.name, s.attempts,"
+        "   (SELECT p.input FROM cairn.workflow_payloads p WHERE p.id = s.id),"
+        "   EXISTS (SELECT 1 FROM cairn.steps st WHERE st.workflow_id = s.id)"},
     /* An idle dispatcher asks the next enqueue to NOTIFY (see sql/002_enqueue.sql). */
     /* A transactional step's checkpoint: no ON CONFLICT, so a checkpoint
      * another execution already holds aborts the step's whole transaction. */

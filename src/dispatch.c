@@ -65,8 +65,12 @@ static int claim(cairn *h, cairn__conn *c, int limit)
         cairn__run *run = cairn__run_reserve(h, id, name, cairn__registry_find(&h->workflows, name));
         if (!run)
             continue; /* already running here; it stays PENDING and owned by us */
-        run->fresh = 0;
         run->attempt = atoi(PQgetvalue(r, i, 2));
+        /* Nothing recorded yet: run it with the input in hand instead of loading it. */
+        if (PQgetvalue(r, i, 4)[0] == 'f') {
+            run->input = cairn__strdup(PQgetisnull(r, i, 3) ? "null" : PQgetvalue(r, i, 3));
+            run->fresh = run->input != NULL;
+        }
         cairn__run_submit(h, run);
     }
     PQclear(r);
