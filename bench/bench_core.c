@@ -76,24 +76,13 @@ static void usage(FILE *f)
             "  --keep                  keep the benchmark's table and workflow rows\n");
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int parse_list(const char *s, config *c)
 {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
     c->ninflight = 0;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (c->ninflight == MAX_INFLIGHT_RUNS || parse_int(tok, 1, 1024, &c->inflight[c->ninflight]) < 0)
+        if (c->ninflight == MAX_INFLIGHT_RUNS || bench_parse_int(tok, 1, 1024, &c->inflight[c->ninflight]) < 0)
             return -1;
         c->ninflight++;
     }
@@ -132,21 +121,21 @@ static int parse_args(int argc, char **argv, config *c)
         } else if (strcmp(a, "--pgbench") == 0) {
             c->pgbench = v, i++;
         } else if (strcmp(a, "--pgbench-seconds") == 0) {
-            bad = parse_int(v, 1, 3600, &c->pgbench_seconds), i++;
+            bad = bench_parse_int(v, 1, 3600, &c->pgbench_seconds), i++;
         } else if (strcmp(a, "--runs") == 0) {
-            bad = parse_int(v, 1, 10000000, &c->runs), i++;
+            bad = bench_parse_int(v, 1, 10000000, &c->runs), i++;
         } else if (strcmp(a, "--warmup") == 0) {
-            bad = parse_int(v, 0, 10000000, &c->warmup), i++;
+            bad = bench_parse_int(v, 0, 10000000, &c->warmup), i++;
         } else if (strcmp(a, "--seconds") == 0) {
-            bad = parse_int(v, 1, 3600, &c->seconds), i++;
+            bad = bench_parse_int(v, 1, 3600, &c->seconds), i++;
         } else if (strcmp(a, "--warmup-seconds") == 0) {
-            bad = parse_int(v, 0, 3600, &c->warmup_seconds), i++;
+            bad = bench_parse_int(v, 0, 3600, &c->warmup_seconds), i++;
         } else if (strcmp(a, "--inflight") == 0) {
             bad = parse_list(v, c), i++;
         } else if (strcmp(a, "--repeat") == 0) {
-            bad = parse_int(v, 1, 100, &c->repeat), i++;
+            bad = bench_parse_int(v, 1, 100, &c->repeat), i++;
         } else if (strcmp(a, "--commit-connections") == 0) {
-            bad = parse_int(v, 1, 64, &c->commit_connections), i++;
+            bad = bench_parse_int(v, 1, 64, &c->commit_connections), i++;
         } else if (a[0] == '-') {
             bad = 1;
         } else {

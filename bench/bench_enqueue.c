@@ -102,17 +102,6 @@ static void usage(FILE *f)
             "  --serve                 only be the worker: run '" NOOP_WORKFLOW "' workflows until SIGTERM\n");
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, config *c)
 {
     memset(c, 0, sizeof *c);
@@ -147,17 +136,17 @@ static int parse_args(int argc, char **argv, config *c)
         } else if (strcmp(a, "--pgbench") == 0) {
             c->pgbench = v, i++;
         } else if (strcmp(a, "--clients") == 0) {
-            bad = parse_int(v, 1, 1000, &c->clients), i++;
+            bad = bench_parse_int(v, 1, 1000, &c->clients), i++;
         } else if (strcmp(a, "--threads") == 0) {
-            bad = parse_int(v, 1, 1000, &c->threads), i++;
+            bad = bench_parse_int(v, 1, 1000, &c->threads), i++;
         } else if (strcmp(a, "--seconds") == 0) {
-            bad = parse_int(v, 1, 3600, &c->seconds), i++;
+            bad = bench_parse_int(v, 1, 3600, &c->seconds), i++;
         } else if (strcmp(a, "--workers") == 0) {
-            bad = parse_int(v, 1, 4096, &c->workers), i++;
+            bad = bench_parse_int(v, 1, 4096, &c->workers), i++;
         } else if (strcmp(a, "--drain-timeout") == 0) {
-            bad = parse_int(v, 0, 86400, &c->drain_timeout), i++;
+            bad = bench_parse_int(v, 0, 86400, &c->drain_timeout), i++;
         } else if (strcmp(a, "--repeat") == 0) {
-            bad = parse_int(v, 1, 100, &c->repeat), i++;
+            bad = bench_parse_int(v, 1, 100, &c->repeat), i++;
         } else if (strcmp(a, "--variant") == 0) {
             bad = c->nvariants == MAX_VARIANTS || !strchr(v, '=') || strchr(v, '=') == v;
             if (!bad)

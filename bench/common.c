@@ -645,3 +645,14 @@ pid_t local_postmaster(monitor *m)
         return -1;
     return (pid_t)f[1];
 }
+
+int bench_parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}

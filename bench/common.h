@@ -162,4 +162,7 @@ double machine_cpu_s(double *elapsed_s);
 /* The postmaster of the monitor's server when it runs on this machine and /proc shows it, else -1. */
 pid_t local_postmaster(monitor *m);
 
+/* Parses a decimal integer in [lo, hi] into *out; -1 if s is not one. */
+int bench_parse_int(const char *s, int lo, int hi, int *out);
+
 #endif /* CAIRN_BENCH_COMMON_H */
