@@ -150,15 +150,32 @@ DECLARE
     wid   text := id;
     other text;
     got   text;
+    b     bytea;
 BEGIN
-    PERFORM cairn.check_name('workflow name', workflow_name);
-    PERFORM cairn.check_name('queue name', queue);
+    -- This runs inside application transactions, so its own cost counts:
+    -- the checks are made inline, and only an argument that fails one goes
+    -- to cairn.check_name or cairn.check_payload for the precise error
+    -- (each call of a function with a SET clause costs as much as a
+    -- statement).
+    IF workflow_name IS NULL OR workflow_name = '' OR octet_length(workflow_name) > 200
+       OR workflow_name ~ '[\x01-\x1f\x7f]' THEN
+        PERFORM cairn.check_name('workflow name', workflow_name);
+    END IF;
+    IF queue IS NULL OR queue = '' OR octet_length(queue) > 200 OR queue ~ '[\x01-\x1f\x7f]' THEN
+        PERFORM cairn.check_name('queue name', queue);
+    END IF;
     IF wid IS NULL THEN
-        wid := cairn.uuid7();
-    ELSE
+        -- cairn.uuid7(), inline.
+        b := overlay(uuid_send(gen_random_uuid())
+                     PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+                     FROM 1 FOR 6);
+        b := set_byte(b, 6, (get_byte(b, 6) & 15) | 112);
+        wid := encode(set_byte(b, 8, (get_byte(b, 8) & 63) | 128), 'hex')::uuid::text;
+    ELSIF wid = '' OR octet_length(wid) > 200 OR wid ~ '[\x01-\x1f\x7f]' THEN
         PERFORM cairn.check_name('workflow ID', wid);
     END IF;
-    IF dedup_key IS NOT NULL THEN
+    IF dedup_key IS NOT NULL AND (dedup_key = '' OR octet_length(dedup_key) > 200
+                                  OR dedup_key ~ '[\x01-\x1f\x7f]') THEN
         PERFORM cairn.check_name('dedup key', dedup_key);
     END IF;
     IF priority IS NULL THEN
@@ -167,7 +184,9 @@ BEGIN
     IF delay < interval '0' THEN
         RAISE EXCEPTION 'cairn: delay is negative' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM cairn.check_payload('workflow input', input);
+    IF octet_length(input::text) > 16777216 THEN
+        PERFORM cairn.check_payload('workflow input', input);
+    END IF;
 
     -- Each round either inserts or finds the workflow that holds the ID or
     -- the dedup key. It goes round again only when the row the insert ran
@@ -208,7 +227,10 @@ BEGIN
     END IF;
 
     INSERT INTO cairn.workflow_payloads (id, input) VALUES (wid, input);
-    PERFORM cairn.wake();
+    -- cairn.wake() reads the flag first; the call is needed only while it is up.
+    IF (SELECT w.armed FROM cairn.wakeup w) THEN
+        PERFORM cairn.wake();
+    END IF;
     RETURN wid;
 END
 $$;
