@@ -76,19 +76,6 @@ static void usage(FILE *f)
             "  --keep                  keep the benchmark's table and workflow rows\n");
 }
 
-static int parse_list(const char *s, config *c)
-{
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    c->ninflight = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (c->ninflight == MAX_INFLIGHT_RUNS || bench_parse_int(tok, 1, 1024, &c->inflight[c->ninflight]) < 0)
-            return -1;
-        c->ninflight++;
-    }
-    return c->ninflight > 0 ? 0 : -1;
-}
-
 static int parse_args(int argc, char **argv, config *c)
 {
     memset(c, 0, sizeof *c);
@@ -131,7 +118,7 @@ static int parse_args(int argc, char **argv, config *c)
         } else if (strcmp(a, "--warmup-seconds") == 0) {
             bad = bench_parse_int(v, 0, 3600, &c->warmup_seconds), i++;
         } else if (strcmp(a, "--inflight") == 0) {
-            bad = parse_list(v, c), i++;
+            bad = bench_parse_list(v, 1, 1024, c->inflight, MAX_INFLIGHT_RUNS, &c->ninflight), i++;
         } else if (strcmp(a, "--repeat") == 0) {
             bad = bench_parse_int(v, 1, 100, &c->repeat), i++;
         } else if (strcmp(a, "--commit-connections") == 0) {

@@ -656,3 +656,16 @@ int bench_parse_int(const char *s, int lo, int hi, int *out)
     *out = (int)v;
     return 0;
 }
+
+int bench_parse_list(const char *s, int lo, int hi, int *out, int max, int *n)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    *n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (*n == max || bench_parse_int(tok, lo, hi, &out[*n]) < 0)
+            return -1;
+        (*n)++;
+    }
+    return *n > 0 ? 0 : -1;
+}

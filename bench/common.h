@@ -165,4 +165,10 @@ pid_t local_postmaster(monitor *m);
 /* Parses a decimal integer in [lo, hi] into *out; -1 if s is not one. */
 int bench_parse_int(const char *s, int lo, int hi, int *out);
 
+/*
+ * Parses a comma-separated list of integers in [lo, hi] into out[0..max);
+ * *n receives the count. -1 if the list is empty, too long or malformed.
+ */
+int bench_parse_list(const char *s, int lo, int hi, int *out, int max, int *n);
+
 #endif /* CAIRN_BENCH_COMMON_H */
