@@ -112,6 +112,13 @@ typedef struct cairn_options {
     void *log_udata;           /* passed to log */
     int log_level;             /* lowest level passed to log; 0 means CAIRN_LOG_DEBUG only if log is set, else WARN */
     int poll_interval_ms;      /* how often an idle dispatcher looks for enqueued work without a wake-up; 0: 1000 */
+    int lease_ms;              /* an executor whose heartbeat is older than this is presumed dead, and live
+                                  executors adopt its workflows; heartbeats go out every lease_ms / 5; 0: 15000 */
+    const char *app_version;   /* this code's version, recorded on the workflows it starts or first claims; NULL: none */
+    const char *const *accept_versions; /* NULL-terminated list of the versions this handle runs (see
+                                           cairn_start_workers()); NULL: any. Copied by cairn_open(). */
+    const char *const *queues; /* NULL-terminated list of the queues this handle claims from; NULL: every queue.
+                                  Copied by cairn_open(). */
 } cairn_options;
 
 /*
@@ -237,16 +244,54 @@ CAIRN_API int cairn_register_tx_step(cairn *h, const char *name, cairn_tx_step_f
                                      const cairn_tx_options *opts);
 
 /*
- * Start the executor threads and resume the unfinished workflows this
- * executor ID owned. Registration is closed afterwards.
+ * Start the executor threads, register this executor in cairn.executors
+ * (taking the ID over from any earlier process that used it), resume the
+ * unfinished workflows this executor ID owned, and start claiming enqueued
+ * workflows. Registration is closed afterwards.
+ *
+ * What a handle claims: ENQUEUED workflows whose name it has registered, in
+ * the queues it serves (cairn_options.queues), whose recorded version it
+ * accepts: a workflow with no recorded version is accepted by every handle
+ * and records the claiming handle's app_version; one with a version is
+ * accepted when accept_versions is NULL or lists that version. A workflow
+ * that no live handle can run stays ENQUEUED, visibly, until one can.
+ *
+ * Liveness: the handle heartbeats every lease_ms / 5. A handle that finds
+ * another executor's heartbeat older than lease_ms returns that executor's
+ * workflows to their queues, where any live handle that can run them claims
+ * them and resumes them by replay. A handle that learns it lost its own
+ * workflows that way (it was paused past its lease) stops each of them at
+ * its next step (cairn_step() returns CAIRN_ESHUTDOWN) and goes on serving.
  */
 CAIRN_API int cairn_start_workers(cairn *h);
+
+/*
+ * Graceful stop: stop claiming, let running workflows finish for up to
+ * timeout_ms (negative: no limit), then interrupt the rest at their next
+ * step and hand them back to their queues, where other executors pick them
+ * up (the interrupted execution does not count toward max_attempts). When
+ * this returns, this executor owns no workflow and is marked STOPPED in
+ * cairn.executors. Returns CAIRN_OK if every run finished, CAIRN_ETIMEDOUT
+ * if some were handed back. A step function already running is waited for:
+ * the deadline takes effect at step boundaries. After cairn_stop() the
+ * handle still serves reads (await, describe, list, queues); cairn_close()
+ * calls it with a deadline of 0 if it was not called.
+ */
+CAIRN_API int cairn_stop(cairn *h, int timeout_ms);
 
 /* Options for cairn_start(); zero-initialise and set size, like cairn_options. */
 typedef struct cairn_start_options {
     size_t size;       /* sizeof(cairn_start_options) */
     const char *id;    /* workflow ID (at most 200 bytes, printable UTF-8); NULL: a new UUIDv7 */
-    const char *queue; /* reserved for queues; NULL: "default" */
+    const char *queue; /* NULL: run at once on this handle (recorded in queue "default"). A queue name:
+                          enqueue it there, to be claimed under the queue's limits by any executor that
+                          serves the queue (this one included), like cairn_enqueue(). */
+    /* The fields below apply to queued starts only (queue not NULL); see cairn_enqueue_options. */
+    int priority;
+    int delay_ms;
+    const char *dedup_key;
+    int dedup_error;
+    const char *partition_key;
 } cairn_start_options;
 
 /*
@@ -363,7 +408,11 @@ typedef struct cairn_enqueue_options {
     int priority;          /* lower values run first; default 0 */
     int delay_ms;          /* do not start before this many milliseconds after the enqueuing transaction began
                               (database clock) */
-    const char *dedup_key; /* at most one live workflow per queue and key; a repeat returns the live one's ID */
+    const char *dedup_key; /* at most one live (ENQUEUED or PENDING) workflow per queue and key; a repeat
+                              returns the live one's ID, or fails if dedup_error is set */
+    int dedup_error;       /* non-zero: a repeat of a live dedup key fails with CAIRN_ECONFLICT (SQLSTATE 23505)
+                              instead of returning the live workflow's ID */
+    const char *partition_key; /* the queue's partition_concurrency applies per key; NULL: no partition */
 } cairn_enqueue_options;
 
 /*
@@ -388,6 +437,56 @@ CAIRN_API int cairn_enqueue(PGconn *conn, const char *workflow, const char *inpu
  */
 CAIRN_API int cairn_send(PGconn *conn, const char *workflow_id, const char *topic, const char *message,
                          const char *message_id);
+
+/*
+ * Queue configuration, stored in cairn.queues so that every worker, the CLI
+ * and SQL see the same. A queue needs no configuration to be used: one
+ * without a row has no limits. Zero-initialise and set size; a zero limit
+ * means "no limit".
+ */
+typedef struct cairn_queue_options {
+    size_t size;               /* sizeof(cairn_queue_options) */
+    int concurrency;           /* most workflows of the queue running (PENDING) at once, across all executors */
+    int worker_concurrency;    /* most running at once on any one executor */
+    int rate_limit;            /* most starts (claims) in any window of rate_period_ms */
+    int rate_period_ms;        /* the rate limit's window; required with rate_limit */
+    int partition_concurrency; /* most running at once per partition key */
+} cairn_queue_options;
+
+/*
+ * Create queue `queue` or replace its whole configuration with *opts (NULL:
+ * no limits). Takes effect at the next claim of every executor.
+ */
+CAIRN_API int cairn_queue_set(cairn *h, const char *queue, const cairn_queue_options *opts);
+
+/*
+ * Read one queue as a JSON object: {"name", "concurrency", "worker_concurrency",
+ * "rate_limit", "rate_period_ms", "partition_concurrency" (null: no limit),
+ * "configured" (false for a queue with work but no row in cairn.queues),
+ * "enqueued", "running" (counts now)}. CAIRN_ENOTFOUND if the queue has
+ * neither a configuration nor workflows. Free *json with cairn_free().
+ */
+CAIRN_API int cairn_queue_get(cairn *h, const char *queue, char **json);
+
+/*
+ * Every configured queue and every queue holding ENQUEUED or PENDING
+ * workflows, as a JSON array of cairn_queue_get() objects, by name.
+ */
+CAIRN_API int cairn_queue_list(cairn *h, char **json);
+
+/*
+ * Remove a queue's configuration (its workflows stay and it has no limits
+ * any more). CAIRN_ENOTFOUND if it had none.
+ */
+CAIRN_API int cairn_queue_delete(cairn *h, const char *queue);
+
+/*
+ * The executors known to the database, as a JSON array of objects: {"id",
+ * "state" ("LIVE", "STOPPED" or "DEAD"), "heartbeat_at", "heartbeat_age_ms",
+ * "lease_ms", "started_at", "stopped_at", "hostname", "pid", "app_version",
+ * "running" (workflows it owns now), "adopted_by"}. Free with cairn_free().
+ */
+CAIRN_API int cairn_executors(cairn *h, char **json);
 
 /*
  * Check that text is one JSON value in UTF-8 (RFC 8259, nesting at most 1000

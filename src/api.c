@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -71,6 +72,42 @@ const char *cairn_executor_id(const cairn *h)
 #define OPT(o, field, dflt) \
     ((o) && (o)->size >= offsetof(cairn_options, field) + sizeof((o)->field) && (o)->field ? (o)->field : (dflt))
 
+/*
+ * Copies a NULL-terminated list of names into a Postgres array literal
+ * (*out stays NULL for a NULL list). An empty list is refused: it would
+ * mean "nothing", which is never what the caller wants.
+ */
+static int list_literal(const char *what, const char *const *list, char **out)
+{
+    char err[256];
+    *out = NULL;
+    if (!list)
+        return CAIRN_OK;
+    if (!list[0])
+        return cairn__fail(CAIRN_EINVAL, "the list of %s is empty; pass NULL for all", what);
+    cairn__buf b;
+    cairn__buf_init(&b);
+    cairn__buf_puts(&b, "{");
+    for (size_t i = 0; list[i]; i++) {
+        if (i >= 1000) {
+            cairn__buf_free(&b);
+            return cairn__fail(CAIRN_EINVAL, "the list of %s is longer than 1000 (is it NULL-terminated?)", what);
+        }
+        if (cairn__check_name(what, list[i], err, sizeof err) != CAIRN_OK) {
+            cairn__buf_free(&b);
+            return cairn__fail(CAIRN_EINVAL, "%s", err);
+        }
+        cairn__buf_array_elem(&b, list[i]);
+    }
+    cairn__buf_puts(&b, "}");
+    if (b.oom) {
+        cairn__buf_free(&b);
+        return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    }
+    *out = b.data;
+    return CAIRN_OK;
+}
+
 /* Opens the first pool connection, checks or migrates the schema, and prepares the statements. */
 static int open_schema(cairn *h)
 {
@@ -132,6 +169,8 @@ int cairn_open(cairn **out, const cairn_options *opts)
     h->connect_timeout_ms = OPT(opts, connect_timeout_ms, CAIRN__DEFAULT_CONNECT_TIMEOUT_MS);
     h->flags = OPT(opts, flags, 0u);
     h->poll_interval_ms = OPT(opts, poll_interval_ms, 1000);
+    h->lease_ms = OPT(opts, lease_ms, CAIRN__DEFAULT_LEASE_MS);
+    const char *app_version = OPT(opts, app_version, (const char *)NULL);
     h->log = OPT(opts, log, (cairn_log_fn)NULL);
     h->log_udata = OPT(opts, log_udata, (void *)NULL);
     h->log_level = OPT(opts, log_level, h->log ? CAIRN_LOG_DEBUG : CAIRN_LOG_WARN);
@@ -141,6 +180,17 @@ int cairn_open(cairn **out, const cairn_options *opts)
     char err[256];
     if (cairn__check_name("executor ID", h->executor_id, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (app_version) {
+        if (cairn__check_name("application version", app_version, err, sizeof err) != CAIRN_OK)
+            return cairn__fail(CAIRN_EINVAL, "%s", err);
+        if (!(h->app_version = cairn__strdup(app_version)))
+            return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    }
+    int lrc = list_literal("accepted version", OPT(opts, accept_versions, (const char *const *)NULL), &h->accept);
+    if (lrc == CAIRN_OK)
+        lrc = list_literal("queue name", OPT(opts, queues, (const char *const *)NULL), &h->queues);
+    if (lrc != CAIRN_OK)
+        return lrc;
     if (h->conninfo) {
         /* A malformed conninfo is the caller's mistake, not an outage to wait out. */
         char *perr = NULL;
@@ -156,10 +206,11 @@ int cairn_open(cairn **out, const cairn_options *opts)
         PQconninfoFree(parsed);
     }
     if (h->workers < 0 || h->workers > 4096 || h->commit_conns_n < 0 || h->commit_conns_n > 64 || h->pool_n < 0 ||
-        h->pool_n > 256 || h->max_attempts < 0 || h->connect_timeout_ms < 0 || h->poll_interval_ms < 0)
+        h->pool_n > 256 || h->max_attempts < 0 || h->connect_timeout_ms < 0 || h->poll_interval_ms < 0 ||
+        h->lease_ms < 0 || (h->lease_ms > 0 && h->lease_ms < 100))
         return cairn__fail(CAIRN_EINVAL, "an option is out of range (workers 1-4096, commit_connections 1-64, "
-                                         "pool_connections 1-256, max_attempts, connect_timeout_ms and "
-                                         "poll_interval_ms >= 0)");
+                                         "pool_connections 1-256, lease_ms >= 100, max_attempts, "
+                                         "connect_timeout_ms and poll_interval_ms >= 0)");
 
     h->pool = calloc((size_t)h->pool_n, sizeof *h->pool);
     if (!h->pool)
@@ -187,17 +238,43 @@ int cairn_open(cairn **out, const cairn_options *opts)
     }
 }
 
+int cairn_stop(cairn *h, int timeout_ms)
+{
+    cairn__clear_error();
+    if (!h)
+        return cairn__fail(CAIRN_EINVAL, "handle is NULL");
+    if (!h->started || h->stopped)
+        return CAIRN_OK;
+    /* Claim nothing more, but keep heartbeating: the runs we finish are still ours. */
+    atomic_store(&h->stopping, 1);
+    long long deadline = timeout_ms < 0 ? -1 : cairn__now_ms() + timeout_ms;
+    while (atomic_load(&h->busy) > 0 && (deadline < 0 || cairn__now_ms() < deadline)) {
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    int unfinished = atomic_load(&h->busy) > 0;
+    /* Interrupt the rest at their next step, and join every thread. */
+    atomic_store(&h->shutting_down, 1);
+    cairn__dispatch_stop(h);
+    cairn__executor_shutdown(h);
+    atomic_store(&h->shutting_down, 0); /* from here on the handle only serves reads */
+    h->stopped = 1;
+    cairn__fleet_stop(h);
+    if (unfinished)
+        return cairn__fail(CAIRN_ETIMEDOUT, "%d ms passed with workflows still running; they were handed back",
+                           timeout_ms);
+    return CAIRN_OK;
+}
+
 void cairn_close(cairn *h)
 {
     if (!h)
         return;
+    if (h->started && !h->stopped)
+        cairn_stop(h, 0);
     atomic_store(&h->shutting_down, 1);
-    cairn__dispatch_stop(h);
-    if (h->active) {
-        cairn__executor_shutdown(h);
+    if (h->active)
         cairn__executor_free(h);
-        cairn__executor_release(h);
-    }
     cairn__dispatch_free(h);
     cairn__commit_free(h);
     if (h->pool) {
@@ -215,6 +292,9 @@ void cairn_close(cairn *h)
     pthread_cond_destroy(&h->sleep_cond);
     free(h->conninfo);
     free(h->executor_id);
+    free(h->app_version);
+    free(h->accept);
+    free(h->queues);
     free(h);
 }
 
@@ -309,7 +389,9 @@ int cairn_start_workers(cairn *h)
     int rc = cairn__executor_start(h);
     if (rc != CAIRN_OK || h->workflows.count == 0)
         return rc;
-    rc = cairn__recover(h, NULL);
+    rc = cairn__fleet_register(h, NULL);
+    if (rc == CAIRN_OK)
+        rc = cairn__recover(h, NULL);
     if (rc != CAIRN_OK)
         return rc;
     return cairn__dispatch_start(h);
@@ -342,12 +424,48 @@ static int existing(cairn *h, const char *id, const char *workflow)
 
 #define SOPT(o, field) \
     ((o) && (o)->size >= offsetof(cairn_start_options, field) + sizeof((o)->field) ? (o)->field : NULL)
+#define SOPTI(o, field) \
+    ((o) && (o)->size >= offsetof(cairn_start_options, field) + sizeof((o)->field) ? (o)->field : 0)
+
+/*
+ * cairn_start() with a queue: enqueue through cairn.enqueue() on a pool
+ * connection. The ID is chosen here, so a retry after a lost connection
+ * finds the workflow its first try created instead of making another.
+ */
+static int start_queued(cairn *h, const char *workflow, const char *input, const char *id, const char *queue,
+                        const cairn_start_options *opts)
+{
+    char err[256];
+    const char *dedup = SOPT(opts, dedup_key);
+    const char *part = SOPT(opts, partition_key);
+    int delay_ms = SOPTI(opts, delay_ms);
+    if (dedup && cairn__check_name("dedup key", dedup, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (part && cairn__check_name("partition key", part, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (delay_ms < 0)
+        return cairn__fail(CAIRN_EINVAL, "delay_ms is negative");
+    char prio[16], delay[32];
+    snprintf(prio, sizeof prio, "%d", SOPTI(opts, priority));
+    snprintf(delay, sizeof delay, "%d", delay_ms);
+    const char *vals[10] = {workflow, input, queue, id, prio, delay, dedup, part,
+                            SOPTI(opts, dedup_error) ? "true" : "false", h->app_version};
+    PGresult *res = NULL;
+    int rc = cairn__query(h, CAIRN__Q_ENQUEUE, 10, vals, &res);
+    if (rc == CAIRN_EDB && strcmp(cairn_sqlstate(h), "23505") == 0)
+        rc = CAIRN_ECONFLICT; /* the ID belongs to another workflow name, or dedup_error */
+    if (rc != CAIRN_OK)
+        return rc;
+    PQclear(res);
+    return CAIRN_OK;
+}
 
 int cairn_start(cairn *h, const char *workflow, const char *input, const cairn_start_options *opts, char **id_out)
 {
     cairn__clear_error();
     char err[256];
     char gen[37];
+    int rc0;
     if (id_out)
         *id_out = NULL;
     if (!h)
@@ -356,9 +474,6 @@ int cairn_start(cairn *h, const char *workflow, const char *input, const cairn_s
         return cairn__fail(CAIRN_EINVAL, "cairn_start_options.size is 0; set it to sizeof(cairn_start_options)");
     if (cairn__check_name("workflow name", workflow, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EINVAL, "%s", err);
-    const cairn__entry *wf = cairn__registry_find(&h->workflows, workflow);
-    if (!wf)
-        return cairn__fail(CAIRN_ENOTFOUND, "no workflow is registered as '%s'", workflow);
     const char *id = SOPT(opts, id);
     if (id) {
         if (cairn__check_name("workflow ID", id, err, sizeof err) != CAIRN_OK)
@@ -379,8 +494,22 @@ int cairn_start(cairn *h, const char *workflow, const char *input, const cairn_s
         return cairn__fail(CAIRN_ETOOBIG, "workflow input is %zu bytes; the limit is %zu", len, h->max_payload);
     if (cairn_json_check(input, len, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EJSON, "workflow input: %s", err);
+    if (SOPT(opts, queue)) {
+        /* Any executor that knows the name may run it, so neither registration nor workers are needed here. */
+        rc0 = start_queued(h, workflow, input, id, queue, opts);
+        if (rc0 == CAIRN_OK && id_out && !(*id_out = cairn__strdup(id)))
+            return cairn__fail(CAIRN_ENOMEM, "out of memory");
+        return rc0;
+    }
+    const cairn__entry *wf = cairn__registry_find(&h->workflows, workflow);
+    if (!wf)
+        return cairn__fail(CAIRN_ENOTFOUND, "no workflow is registered as '%s'", workflow);
     if (!h->started)
         return cairn__fail(CAIRN_EMISUSE, "call cairn_start_workers() before starting workflows");
+    if (h->stopped || atomic_load(&h->stopping))
+        return cairn__fail(CAIRN_EMISUSE, "the handle is stopped; it starts no more workflows");
+    if (atomic_load(&h->taken))
+        return cairn__fail(CAIRN_EMISUSE, "another process took over executor ID '%s'", h->executor_id);
 
     cairn__run *r = cairn__run_reserve(h, id, workflow, wf);
     int rc = CAIRN_OK;

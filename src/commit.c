@@ -100,12 +100,13 @@ static void set_item_error(cairn__item *it, int rc, const PGresult *r, PGconn *p
     it->rc = rc;
 }
 
-/* The five parameters of an item as its kind's statements number them. */
-static void item_params(const cairn *h, const cairn__item *it, const char *v[5], char stepno[16])
+/* The parameters of an item as its kind's statements number them (five, six for a start). */
+static void item_params(const cairn *h, const cairn__item *it, const char *v[6], char stepno[16])
 {
     switch (it->kind) {
     case CAIRN__START_ITEM:
         v[0] = it->id, v[1] = it->name, v[2] = it->queue, v[3] = it->input, v[4] = h->executor_id;
+        v[5] = h->app_version;
         break;
     case CAIRN__STEP_ITEM:
         snprintf(stepno, 16, "%d", it->step);
@@ -144,7 +145,7 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
     }
     for (int k = 0; k < 3; k++)
         arrays_init(&arr[k], count[k] > 1 ? array_cols[k] : 0);
-    const char *v[5];
+    const char *v[6];
     char stepno[16];
     for (int i = 0; i < n; i++) {
         int k = items[i]->kind;
@@ -184,9 +185,11 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
                 v[col] = arr[k].a[col].data;
             if (array_cols[k] == 4)
                 v[4] = h->executor_id;
+            v[5] = h->app_version;
         }
         int stmt = count[k] == 1 ? single_stmt[k] : batch_stmt[k];
-        ok = PQsendQueryPrepared(pg, cairn__stmt_name(stmt), 5, v, NULL, NULL, 0);
+        int nparams = k == CAIRN__START_ITEM ? 6 : 5;
+        ok = PQsendQueryPrepared(pg, cairn__stmt_name(stmt), nparams, v, NULL, NULL, 0);
         sent[k] = 1;
     }
     ok = ok && PQpipelineSync(pg);

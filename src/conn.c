@@ -26,8 +26,8 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "         AS v(id, name, queue, input, ord)"
         "   ORDER BY id, ord),"
         " ins AS ("
-        "  INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts)"
-        "  SELECT id, name, 'PENDING', queue, $5, 1 FROM v"
+        "  INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts, app_version, started_at)"
+        "  SELECT id, name, 'PENDING', queue, $5, 1, $6, now() FROM v"
         "  ON CONFLICT (id) DO NOTHING"
         "  RETURNING id),"
         " pay AS ("
@@ -54,8 +54,8 @@ static const stmt statements[CAIRN__Q_COUNT] = {
     /* The same three writes for a batch of one: plain VALUES, no arrays to parse. */
     [CAIRN__Q_START1] = {"cairn_start1",
         "WITH ins AS ("
-        "  INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts)"
-        "  VALUES ($1, $2, 'PENDING', $3, $5, 1)"
+        "  INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts, app_version, started_at)"
+        "  VALUES ($1, $2, 'PENDING', $3, $5, 1, $6, now())"
         "  ON CONFLICT (id) DO NOTHING"
         "  RETURNING id),"
         " pay AS ("
@@ -128,33 +128,14 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "         WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR name = $2)"
         "         ORDER BY created_at DESC, id DESC LIMIT $3::int) s"},
     /*
-     * Executions interrupted by a graceful close are not crashes: take the
-     * attempt back and return the workflow to the queue, where any worker
-     * that knows it (this one after a restart included) picks it up.
-     */
-    [CAIRN__Q_RELEASE] = {"cairn_release",
-        "UPDATE cairn.workflow_status"
-        "   SET attempts = greatest(attempts - 1, 0), status = 'ENQUEUED', executor_id = NULL, updated_at = now()"
-        " WHERE id = ANY($1::text[]) AND executor_id = $2 AND status = 'PENDING'"
-        " RETURNING id"},
-    /*
-     * Take the next runnable enqueued workflows this executor knows, skipping
-     * rows others are taking. The IDs are collected first (ARRAY(...)) so the
-     * update itself is a primary-key lookup in any plan, cached or not; the
-     * input and whether anything was recorded come back with the claim, so a
+     * Take the next runnable enqueued workflows this executor can run, fairly
+     * across queues and within their limits (sql/003_queues.sql). The input
+     * and whether anything was recorded come back with the claim, so a
      * workflow that never ran starts without another query.
      */
     [CAIRN__Q_CLAIM_QUEUED] = {"cairn_claim_queued",
-        "UPDATE cairn.workflow_status s"
-        "   SET status = 'PENDING', executor_id = $1, attempts = s.attempts + 1, updated_at = now()"
-        " WHERE s.status = 'ENQUEUED' AND s.id = ANY (ARRAY("
-        "   SELECT id FROM cairn.workflow_status"
-        "    WHERE status = 'ENQUEUED' AND available_at <= now() AND name = ANY($2::text[])"
-        "    ORDER BY priority, created_at"
-        "    LIMIT $3::int FOR UPDATE SKIP LOCKED))"
-        " RETURNING s.id, s.name, s.attempts,"
-        "   (SELECT p.input FROM cairn.workflow_payloads p WHERE p.id = s.id),"
-        "   EXISTS (SELECT 1 FROM cairn.steps st WHERE st.workflow_id = s.id)"},
+        "SELECT id, name, attempts, status, input, resumed, retry_ms"
+        "  FROM cairn.claim($1, $2::text[], $3::int, $4::int, $5::text[], $6::text[], $7)"},
     /* An idle dispatcher asks the next enqueue to NOTIFY (see sql/002_enqueue.sql). */
     /* A transactional step's checkpoint: no ON CONFLICT, so a checkpoint
      * another execution already holds aborts the step's whole transaction. */
@@ -166,6 +147,73 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         " i AS (INSERT INTO cairn.wakeup (armed) SELECT true WHERE NOT EXISTS (SELECT 1 FROM cairn.wakeup)"
         "       ON CONFLICT DO NOTHING RETURNING armed)"
         "SELECT armed FROM u UNION ALL SELECT armed FROM i"},
+    /* A process starting under an executor ID takes the ID over with a new instance. */
+    [CAIRN__Q_REGISTER] = {"cairn_register",
+        "INSERT INTO cairn.executors AS e (id, instance, state, lease, heartbeat_at, started_at, hostname, pid, app_version)"
+        " VALUES ($1, $2, 'LIVE', $3::int * interval '1 millisecond', now(), now(), $4, $5::int, $6)"
+        " ON CONFLICT (id) DO UPDATE SET instance = EXCLUDED.instance, state = 'LIVE', lease = EXCLUDED.lease,"
+        "   heartbeat_at = now(), started_at = now(), stopped_at = NULL, adopted_by = NULL,"
+        "   hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, app_version = EXCLUDED.app_version"
+        " RETURNING e.id"},
+    [CAIRN__Q_HEARTBEAT] = {"cairn_heartbeat",
+        "SELECT standing, adopted FROM cairn.heartbeat($1, $2)"},
+    /*
+     * A graceful stop hands every workflow this executor owns back to its
+     * queue without counting the interrupted execution as a crash; only
+     * while this process still holds the ID, so that a process that lost
+     * it cannot hand back its successor's work.
+     */
+    [CAIRN__Q_STOP] = {"cairn_stop",
+        "WITH me AS ("
+        "  UPDATE cairn.executors SET state = 'STOPPED', stopped_at = now()"
+        "   WHERE id = $1 AND instance = $2 AND state = 'LIVE' RETURNING id)"
+        "UPDATE cairn.workflow_status s"
+        "   SET attempts = greatest(s.attempts - 1, 0), status = 'ENQUEUED', executor_id = NULL, updated_at = now()"
+        " WHERE s.status = 'PENDING' AND s.executor_id = (SELECT id FROM me)"
+        " RETURNING s.id"},
+    /* A run abandoned because it was presumed lost goes back to its queue if it was ours after all. */
+    [CAIRN__Q_RELEASE_ONE] = {"cairn_release_one",
+        "UPDATE cairn.workflow_status"
+        "   SET attempts = greatest(attempts - 1, 0), status = 'ENQUEUED', executor_id = NULL, updated_at = now()"
+        " WHERE id = $1 AND executor_id = $2 AND status = 'PENDING'"
+        " RETURNING id"},
+    /* cairn_start() with a queue: the same function the application's SQL calls. */
+    [CAIRN__Q_ENQUEUE] = {"cairn_enqueue",
+        "SELECT cairn.enqueue($1, $2::json, queue => $3, id => $4, priority => $5::int,"
+        " delay => $6::int * interval '1 millisecond', dedup_key => $7, partition_key => $8,"
+        " dedup_error => $9::bool, app_version => $10)"},
+    [CAIRN__Q_QUEUE_SET] = {"cairn_queue_set",
+        "SELECT cairn.set_queue($1, $2::int, $3::int, $4::int, $5::int * interval '1 millisecond', $6::int)"},
+    /*
+     * Every configured queue and every queue with live work, or just $1. The
+     * counts read the ENQUEUED and PENDING rows only (both partial indexes).
+     */
+    [CAIRN__Q_QUEUE_LIST] = {"cairn_queue_list",
+        "SELECT coalesce(json_agg(json_build_object("
+        "  'name', n.name, 'concurrency', q.concurrency, 'worker_concurrency', q.worker_concurrency,"
+        "  'rate_limit', q.rate_limit, 'rate_period_ms', (extract(epoch FROM q.rate_period) * 1000)::bigint,"
+        "  'partition_concurrency', q.partition_concurrency, 'configured', q.name IS NOT NULL,"
+        "  'enqueued', coalesce(c.enqueued, 0), 'running', coalesce(c.running, 0)) ORDER BY n.name), '[]'::json)"
+        "  FROM (SELECT name FROM cairn.queues UNION"
+        "        SELECT queue FROM cairn.workflow_status WHERE status IN ('ENQUEUED', 'PENDING')) n"
+        "  LEFT JOIN cairn.queues q ON q.name = n.name"
+        "  LEFT JOIN (SELECT queue, count(*) FILTER (WHERE status = 'ENQUEUED') AS enqueued,"
+        "                    count(*) FILTER (WHERE status = 'PENDING') AS running"
+        "               FROM cairn.workflow_status WHERE status IN ('ENQUEUED', 'PENDING') GROUP BY queue) c"
+        "    ON c.queue = n.name"
+        " WHERE $1::text IS NULL OR n.name = $1"},
+    [CAIRN__Q_QUEUE_DELETE] = {"cairn_queue_delete",
+        "SELECT cairn.delete_queue($1)"},
+    [CAIRN__Q_EXECUTORS] = {"cairn_executors",
+        "SELECT coalesce(json_agg(json_build_object("
+        "  'id', e.id, 'state', e.state, 'heartbeat_at', e.heartbeat_at,"
+        "  'heartbeat_age_ms', (extract(epoch FROM now() - e.heartbeat_at) * 1000)::bigint,"
+        "  'lease_ms', (extract(epoch FROM e.lease) * 1000)::bigint, 'started_at', e.started_at,"
+        "  'stopped_at', e.stopped_at, 'hostname', e.hostname, 'pid', e.pid, 'app_version', e.app_version,"
+        "  'running', (SELECT count(*) FROM cairn.workflow_status s"
+        "               WHERE s.status = 'PENDING' AND s.executor_id = e.id),"
+        "  'adopted_by', e.adopted_by) ORDER BY e.id), '[]'::json)"
+        "  FROM cairn.executors e"},
 };
 
 int cairn__conn_lost(PGconn *pg, const PGresult *res)

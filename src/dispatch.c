@@ -1,12 +1,15 @@
 /*
  * The dispatcher: one thread per handle that takes ENQUEUED workflows for
- * this handle's executor threads. It claims a batch with FOR UPDATE SKIP
- * LOCKED (so any number of processes can claim at once without blocking
- * each other), only workflows whose names are registered here, and only
- * as many as there are idle executor threads. When there is nothing to
- * claim it arms the wake-up flag (cairn.wakeup), looks once more, and
- * sleeps on its LISTEN connection until a NOTIFY, a finished run freeing a
- * thread, or the poll interval.
+ * this handle's executor threads, and heartbeats for the executor. It
+ * claims a batch through cairn.claim() (FOR UPDATE SKIP LOCKED, so any
+ * number of processes can claim at once without blocking each other; fair
+ * across queues; within their limits), only workflows whose names are
+ * registered here, and only as many as there are idle executor threads.
+ * When there is nothing to claim it arms the wake-up flag (cairn.wakeup),
+ * looks once more, and sleeps on its LISTEN connection until a NOTIFY, a
+ * finished run freeing a thread, the next heartbeat or the poll interval.
+ * When work waits behind a limit it looks again after the claim's hint
+ * instead, backing off while other executors hold the queue.
  */
 #include <errno.h>
 #include <poll.h>
@@ -46,29 +49,45 @@ static int connect_listener(cairn *h, cairn__conn *c)
     return CAIRN_OK;
 }
 
-/* Claims up to limit workflows; returns how many, or a negative code. */
-static int claim(cairn *h, cairn__conn *c, int limit)
+/*
+ * Claims up to limit workflows; returns how many, or a negative code.
+ * *retry_ms receives the claim's hint (work waits behind a queue limit:
+ * look again within that many milliseconds), or -1.
+ */
+static int claim(cairn *h, cairn__conn *c, int limit, int *retry_ms)
 {
-    char lim[16];
+    char lim[16], maxa[16];
     snprintf(lim, sizeof lim, "%d", limit);
-    const char *vals[3] = {h->executor_id, h->names.data, lim};
-    PGresult *r = PQexecPrepared(c->pg, cairn__stmt_name(CAIRN__Q_CLAIM_QUEUED), 3, vals, NULL, NULL, 0);
+    snprintf(maxa, sizeof maxa, "%d", h->max_attempts);
+    const char *vals[7] = {h->executor_id, h->names.data, lim, maxa, h->queues, h->accept, h->app_version};
+    *retry_ms = -1;
+    PGresult *r = PQexecPrepared(c->pg, cairn__stmt_name(CAIRN__Q_CLAIM_QUEUED), 7, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int rc = cairn__fail_pg(cairn__conn_lost(c->pg, r) ? CAIRN_ECONN : CAIRN_EDB, r, c->pg,
                                 "claiming enqueued workflows");
         PQclear(r);
         return rc;
     }
-    int n = PQntuples(r);
-    for (int i = 0; i < n; i++) {
+    int n = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetisnull(r, i, 0)) {
+            *retry_ms = atoi(PQgetvalue(r, i, 6));
+            continue;
+        }
+        n++;
         const char *id = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
+        if (strcmp(PQgetvalue(r, i, 3), "DEAD_LETTER") == 0) {
+            cairn__log(h, CAIRN_LOG_WARN, "workflow %s (%s) moved to DEAD_LETTER after %d executions", id, name,
+                       atoi(PQgetvalue(r, i, 2)) - 1);
+            continue;
+        }
         cairn__run *run = cairn__run_reserve(h, id, name, cairn__registry_find(&h->workflows, name));
         if (!run)
             continue; /* already running here; it stays PENDING and owned by us */
         run->attempt = atoi(PQgetvalue(r, i, 2));
         /* Nothing recorded yet: run it with the input in hand instead of loading it. */
-        if (PQgetvalue(r, i, 4)[0] == 'f') {
-            run->input = cairn__strdup(PQgetisnull(r, i, 3) ? "null" : PQgetvalue(r, i, 3));
+        if (PQgetvalue(r, i, 5)[0] == 'f') {
+            run->input = cairn__strdup(PQgetisnull(r, i, 4) ? "null" : PQgetvalue(r, i, 4));
             run->fresh = run->input != NULL;
         }
         cairn__run_submit(h, run);
@@ -119,15 +138,31 @@ static int wait_for_work(cairn *h, cairn__conn *c, int timeout_ms)
     return why;
 }
 
+/* Heartbeats when one is due (or overdue: a step is waiting for it). Returns workflows adopted, or < 0. */
+static int maybe_heartbeat(cairn *h, cairn__conn *c, long long *next_hb)
+{
+    long long now = cairn__now_ms();
+    int stale = now - atomic_load(&h->hb_ok_ms) > h->lease_ms;
+    if (atomic_load(&h->taken) || (now < *next_hb && !stale))
+        return 0;
+    int rc = cairn__fleet_heartbeat(h, c->pg);
+    if (rc < 0)
+        return rc;
+    *next_hb = now + h->lease_ms / 5;
+    return rc;
+}
+
 static void *dispatcher_main(void *arg)
 {
     cairn *h = arg;
     cairn__conn c = {0};
     long long backoff = 50;
+    long long next_hb = 0;
+    int contention_ms = 10;
     unsigned jitter = (unsigned)cairn__now_ms();
     /*
-     * idle: the last look found the queue empty and the wake-up flag is up.
-     * Then a thread coming free is no reason to look again (the queue was
+     * idle: the last look found nothing to claim and the wake-up flag is up.
+     * Then a thread coming free is no reason to look again (the queues were
      * empty; an enqueue since then notifies), only a notification or the
      * poll timer is.
      */
@@ -142,21 +177,33 @@ static void *dispatcher_main(void *arg)
             }
             backoff = 50;
         }
+        int adopted = maybe_heartbeat(h, &c, &next_hb);
+        if (adopted < 0) {
+            cairn__log(h, CAIRN_LOG_WARN, "dispatcher: %s", cairn_errmsg(h));
+            cairn__conn_drop(&c);
+            continue;
+        }
+        if (adopted > 0)
+            idle = 0; /* the adopted workflows are ENQUEUED now */
+        int serving = !atomic_load(&h->stopping) && !atomic_load(&h->taken);
         int free_threads = h->workers - atomic_load(&h->busy);
-        int skip = idle && woke == WOKE_POKE; /* only a thread came free: wait again */
+        int skip = !serving || (idle && woke == WOKE_POKE); /* only a thread came free: wait again */
+        int retry_ms = -1;
         if (!skip)
             idle = 0;
         if (!skip && free_threads > 0) {
             int want = free_threads < CLAIM_MAX ? free_threads : CLAIM_MAX;
-            int got = claim(h, &c, want);
+            int got = claim(h, &c, want, &retry_ms);
             if (got < 0) {
                 cairn__log(h, CAIRN_LOG_WARN, "dispatcher: %s", cairn_errmsg(h));
                 cairn__conn_drop(&c);
                 continue;
             }
+            if (got > 0)
+                contention_ms = 10;
             if (got == want)
                 continue; /* there may be more */
-            if (got == 0) {
+            if (got == 0 && retry_ms < 0) {
                 /* Idle: ask enqueuers to wake us; if the flag was down, one may just have
                  * missed it, so look once more. */
                 int raised = arm(&c);
@@ -164,19 +211,34 @@ static void *dispatcher_main(void *arg)
                     cairn__conn_drop(&c);
                     continue;
                 }
-                got = raised ? claim(h, &c, want) : 0;
+                got = raised ? claim(h, &c, want, &retry_ms) : 0;
                 if (got < 0) {
                     cairn__conn_drop(&c);
                     continue;
                 }
                 if (got > 0)
                     continue;
-                idle = 1;
+                idle = retry_ms < 0;
             }
         }
         /* Jitter keeps a fleet of idle dispatchers from polling in step. */
         jitter = jitter * 1103515245u + 12345u;
         int timeout = h->poll_interval_ms + (int)((jitter >> 8) % (unsigned)(h->poll_interval_ms / 10 + 1));
+        if (retry_ms >= 0) {
+            /* Work waits behind a limit. A hint of 20 ms or less means another executor held
+             * the queue: back off while that keeps happening. */
+            int wait = retry_ms;
+            if (retry_ms <= 20) {
+                wait = contention_ms;
+                contention_ms = contention_ms * 2 > 320 ? 320 : contention_ms * 2;
+            }
+            wait += (int)((jitter >> 12) % (unsigned)(wait / 4 + 1));
+            if (wait < timeout)
+                timeout = wait;
+        }
+        long long until_hb = next_hb - cairn__now_ms();
+        if (!atomic_load(&h->taken) && until_hb < timeout)
+            timeout = until_hb > 0 ? (int)until_hb : 0;
         woke = wait_for_work(h, &c, timeout);
         if (woke == WOKE_BROKEN)
             cairn__conn_drop(&c);

@@ -78,6 +78,8 @@ int cairn_enqueue(PGconn *conn, const char *workflow, const char *input, const c
     const char *id = EOPT(opts, id);
     const char *queue = EOPT(opts, queue);
     const char *dedup = EOPT(opts, dedup_key);
+    const char *part = EOPT(opts, partition_key);
+    int dedup_error = EOPT(opts, dedup_error);
     int priority = EOPT(opts, priority);
     int delay_ms = EOPT(opts, delay_ms);
     if (id && cairn__check_name("workflow ID", id, err, sizeof err) != CAIRN_OK)
@@ -85,6 +87,8 @@ int cairn_enqueue(PGconn *conn, const char *workflow, const char *input, const c
     if (queue && cairn__check_name("queue name", queue, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EINVAL, "%s", err);
     if (dedup && cairn__check_name("dedup key", dedup, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (part && cairn__check_name("partition key", part, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EINVAL, "%s", err);
     if (delay_ms < 0)
         return cairn__fail(CAIRN_EINVAL, "delay_ms is negative");
@@ -96,11 +100,13 @@ int cairn_enqueue(PGconn *conn, const char *workflow, const char *input, const c
     char prio[16], delay[32];
     snprintf(prio, sizeof prio, "%d", priority);
     snprintf(delay, sizeof delay, "%d milliseconds", delay_ms);
-    const char *vals[7] = {workflow, input, queue ? queue : "default", id, prio, delay, dedup};
+    const char *vals[9] = {workflow, input, queue ? queue : "default", id, prio, delay, dedup, part,
+                           dedup_error ? "true" : "false"};
     return exec_one(conn,
                     "SELECT cairn.enqueue($1, $2::pg_catalog.json, queue => $3, id => $4,"
-                    " priority => $5::pg_catalog.int4, delay => $6::pg_catalog.interval, dedup_key => $7)",
-                    7, vals, "enqueueing a workflow", id_out);
+                    " priority => $5::pg_catalog.int4, delay => $6::pg_catalog.interval, dedup_key => $7,"
+                    " partition_key => $8, dedup_error => $9::pg_catalog.bool)",
+                    9, vals, "enqueueing a workflow", id_out);
 }
 
 int cairn_send(PGconn *conn, const char *workflow_id, const char *topic, const char *message, const char *message_id)

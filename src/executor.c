@@ -89,6 +89,7 @@ cairn__run *cairn__run_reserve(cairn *h, const char *id, const char *name, const
     r->name = cairn__strdup(name);
     r->wf = wf;
     r->refs = 1;
+    r->lost_gen = atomic_load(&h->lost_gen);
     pthread_cond_init(&r->cond, NULL);
     if (!r->id || !r->name) {
         run_free(r);
@@ -108,6 +109,11 @@ cairn__run *cairn__run_reserve(cairn *h, const char *id, const char *name, const
     h->active_count++;
     pthread_mutex_unlock(&h->run_lock);
     return r;
+}
+
+int cairn__run_lost(cairn *h, const cairn__run *r)
+{
+    return r->lost_gen != atomic_load(&h->lost_gen);
 }
 
 cairn__run *cairn__run_find(cairn *h, const char *id)
@@ -178,16 +184,11 @@ int cairn__sleep(cairn *h, long long ms)
 /*
  * The end of a run: publish the result to waiters, then leave the active
  * map. A run abandoned at shutdown publishes CAIRN_STATUS_UNKNOWN and stays
- * PENDING in the database for the next process.
+ * PENDING in the database until cairn_stop() hands it back.
  */
 static void run_finish(cairn *h, cairn__run *r)
 {
     pthread_mutex_lock(&h->run_lock);
-    if (r->released) {
-        if (h->released.len == 0)
-            cairn__buf_puts(&h->released, "{");
-        cairn__buf_array_elem(&h->released, r->id);
-    }
     active_remove(h, r);
     r->done = 1;
     pthread_cond_broadcast(&r->cond);
@@ -246,42 +247,23 @@ void cairn__executor_shutdown(cairn *h)
     for (int i = 0; i < h->nthreads; i++)
         pthread_join(h->threads[i], NULL);
     h->nthreads = 0;
-}
-
-void cairn__executor_free(cairn *h)
-{
     /* Runs still queued never started: drop them (they stay PENDING in the database). */
     cairn__run *r = h->queue_head;
+    h->queue_head = h->queue_tail = NULL;
     while (r) {
         cairn__run *next = r->next_queued;
         r->released = 1;
         run_finish(h, r);
         r = next;
     }
-    h->queue_head = h->queue_tail = NULL;
+}
+
+void cairn__executor_free(cairn *h)
+{
     free(h->threads);
     h->threads = NULL;
     free(h->active);
     h->active = NULL;
-}
-
-void cairn__executor_release(cairn *h)
-{
-    if (h->released.len == 0 || h->released.oom) {
-        cairn__buf_free(&h->released);
-        return;
-    }
-    cairn__buf_puts(&h->released, "}");
-    const char *vals[2] = {h->released.data, h->executor_id};
-    PGresult *res = NULL;
-    if (cairn__query(h, CAIRN__Q_RELEASE, 2, vals, &res) == CAIRN_OK) {
-        cairn__log(h, CAIRN_LOG_INFO, "executor %s handed back %d interrupted workflow(s)", h->executor_id,
-                   PQntuples(res));
-        PQclear(res);
-    } else {
-        cairn__log(h, CAIRN_LOG_WARN, "could not hand back interrupted workflows: %s", cairn_errmsg(h));
-    }
-    cairn__buf_free(&h->released);
 }
 
 int cairn__recover(cairn *h, const char *id)

@@ -20,6 +20,7 @@
 #define CAIRN__DEFAULT_MAX_ATTEMPTS 20
 #define CAIRN__DEFAULT_MAX_PAYLOAD (16u * 1024u * 1024u)
 #define CAIRN__DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define CAIRN__DEFAULT_LEASE_MS 15000
 #define CAIRN__MAX_BATCH 256         /* most checkpoints sharing one commit */
 
 /* ---- text.c: growable buffers, validation, IDs ------------------------ */
@@ -74,10 +75,18 @@ enum {
     CAIRN__Q_STEP_GET,
     CAIRN__Q_DESCRIBE,
     CAIRN__Q_LIST,
-    CAIRN__Q_RELEASE,
     CAIRN__Q_CLAIM_QUEUED,
     CAIRN__Q_ARM,
     CAIRN__Q_STEP_TX,
+    CAIRN__Q_REGISTER,
+    CAIRN__Q_HEARTBEAT,
+    CAIRN__Q_STOP,
+    CAIRN__Q_RELEASE_ONE,
+    CAIRN__Q_ENQUEUE,
+    CAIRN__Q_QUEUE_SET,
+    CAIRN__Q_QUEUE_LIST,
+    CAIRN__Q_QUEUE_DELETE,
+    CAIRN__Q_EXECUTORS,
     CAIRN__Q_COUNT
 };
 
@@ -179,7 +188,8 @@ typedef struct cairn__run {
     char *input;          /* known for fresh runs; loaded with the checkpoints otherwise */
     const cairn__entry *wf;
     int fresh;            /* just started: nothing recorded, nothing to load */
-    int released;         /* stopped by cairn_close(), not by a crash */
+    int released;         /* stopped by cairn_stop(), not by a crash */
+    int lost_gen;         /* h->lost_gen when reserved: a change means the database gave it to another executor */
     int attempt;
     /* Completion, guarded by the handle's run lock. */
     int done;
@@ -193,10 +203,11 @@ typedef struct cairn__run {
 
 int cairn__executor_init(cairn *h);
 int cairn__executor_start(cairn *h);
+/* Join the executor threads, then drop the runs still queued (they stay PENDING until released). */
 void cairn__executor_shutdown(cairn *h);
 void cairn__executor_free(cairn *h);
-/* Hand back the executions cairn_close() interrupted, so they do not count as crashes. */
-void cairn__executor_release(cairn *h);
+/* Non-zero if run r was handed to another executor after it was reserved here. */
+int cairn__run_lost(cairn *h, const cairn__run *r);
 /* Resume workflows owned by this executor: all of them (id NULL) or one. */
 int cairn__recover(cairn *h, const char *id);
 /* Look up a run by ID and take a reference; NULL if not active here. */
@@ -220,6 +231,24 @@ void cairn__dispatch_stop(cairn *h);
 void cairn__dispatch_free(cairn *h);
 /* Wake the dispatcher: an executor thread became free, or the handle is closing. */
 void cairn__dispatch_poke(cairn *h);
+
+/* ---- fleet.c: this executor's row, heartbeats, handing work back -------- */
+
+/* Register (or take over) this executor ID with a new instance. */
+int cairn__fleet_register(cairn *h, PGconn *pg);
+/* Heartbeat on pg; adopts dead executors' work. Returns the number adopted, or a negative code. */
+int cairn__fleet_heartbeat(cairn *h, PGconn *pg);
+/* Hand every workflow this executor owns back to its queue and mark the executor STOPPED. */
+void cairn__fleet_stop(cairn *h);
+/* Hand one workflow back to its queue if this executor still owns it. */
+void cairn__fleet_release_one(cairn *h, const char *id);
+/*
+ * Called before a step runs: if no heartbeat has succeeded for a whole
+ * lease (the process was paused, or the database unreachable), wait for
+ * the dispatcher's next one. Returns non-zero if the run is lost or the
+ * handle is stopping.
+ */
+int cairn__fleet_fence(cairn *h, cairn__run *r);
 
 /* ---- step.c: executing one workflow ----------------------------------- */
 
@@ -289,9 +318,21 @@ struct cairn {
     size_t active_cap, active_count;
     pthread_t *threads;
     int nthreads;
-    cairn__buf released;         /* array literal of IDs cairn_close() interrupted */
     atomic_int busy;             /* runs queued or running on the executor threads */
     int poll_interval_ms;
+
+    /* The fleet (fleet.c). */
+    int lease_ms;
+    char *app_version;           /* NULL: none */
+    char *accept;                /* array literal of accepted versions; NULL: any */
+    char *queues;                /* array literal of served queues; NULL: all */
+    char instance[37];           /* this process's registration of executor_id */
+    int registered;              /* the executor row was written */
+    atomic_int lost_gen;         /* bumped each time this executor's workflows were given to others */
+    atomic_llong hb_ok_ms;       /* monotonic time of the last heartbeat that found us LIVE */
+    atomic_int stopping;         /* cairn_stop(): claim nothing more */
+    atomic_int taken;            /* another process took our executor ID: claim nothing more */
+    int stopped;                 /* cairn_stop() completed */
 
     /* The dispatcher (dispatch.c). */
     pthread_t dispatcher;

@@ -190,6 +190,16 @@ static long long backoff_ms(const cairn_retry *p, int attempt)
     return (long long)(d < cap ? d : cap);
 }
 
+/* Stop the workflow here: the handle is stopping, or the workflow was handed to another executor. */
+static int abandon(cairn_ctx *ctx)
+{
+    ctx->abandoned = 1;
+    if (cairn__run_lost(ctx->h, ctx->run))
+        return cairn__fail(CAIRN_ESHUTDOWN, "this executor was presumed dead and the workflow was handed to "
+                                            "another; stop here");
+    return cairn__fail(CAIRN_ESHUTDOWN, "the handle is stopping; the workflow resumes later");
+}
+
 int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **output)
 {
     cairn *h = ctx->h;
@@ -198,10 +208,8 @@ int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **outpu
         *output = NULL;
     if (ctx->nondet)
         return cairn__fail(CAIRN_ENONDET, "%s", ctx->errmsg);
-    if (ctx->abandoned || atomic_load(&h->shutting_down)) {
-        ctx->abandoned = 1;
-        return cairn__fail(CAIRN_ESHUTDOWN, "the handle is closing; the workflow resumes later");
-    }
+    if (ctx->abandoned || atomic_load(&h->shutting_down) || cairn__run_lost(h, ctx->run))
+        return abandon(ctx);
     if (cairn__check_name("step name", name, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EINVAL, "%s", err);
     if (!input)
@@ -221,6 +229,9 @@ int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **outpu
     const cairn__entry *e = cairn__registry_find(&h->steps, name);
     if (!e)
         return cairn__fail(CAIRN_ENOTFOUND, "no step is registered as '%s'", name);
+    /* About to run new work: not if another executor may own the workflow by now. */
+    if (cairn__fleet_fence(h, ctx->run))
+        return abandon(ctx);
     ctx->next++;
 
     cairn_step_ctx s;
@@ -237,7 +248,7 @@ int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **outpu
         if (s.attempt > 1 && cairn__sleep(h, backoff_ms(&e->retry, s.attempt))) {
             ctx->abandoned = 1;
             free(s.fail_msg);
-            return cairn__fail(CAIRN_ESHUTDOWN, "the handle is closing; the workflow resumes later");
+            return cairn__fail(CAIRN_ESHUTDOWN, "the handle is stopping; the workflow resumes later");
         }
         result = NULL;
         free(s.fail_msg);
@@ -250,7 +261,7 @@ int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **outpu
             if (outcome == CAIRN__TX_SHUTDOWN) {
                 ctx->abandoned = 1;
                 free(s.fail_msg);
-                return cairn__fail(CAIRN_ESHUTDOWN, "the handle is closing; the workflow resumes later");
+                return cairn__fail(CAIRN_ESHUTDOWN, "the handle is stopping; the workflow resumes later");
             }
             rc = CAIRN_EFAIL;
         } else {
@@ -361,6 +372,10 @@ void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
         cairn__log(h, CAIRN_LOG_WARN, "workflow %s: no code registered for '%s'", r->id, r->name);
         return;
     }
+    if (cairn__run_lost(h, r)) {
+        cairn__fleet_release_one(h, r->id); /* a no-op unless it is still ours after all */
+        return;
+    }
     if (!r->fresh && load_recording(h, &ctx) != CAIRN_OK) {
         cairn__log(h, CAIRN_LOG_WARN, "workflow %s not resumed: %s", r->id, cairn_errmsg(h));
         ctx_free(&ctx);
@@ -368,11 +383,13 @@ void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
     }
     char *output = NULL;
     int rc = r->wf->wf(&ctx, r->input ? r->input : "null", &output, r->wf->udata);
-    if (ctx.abandoned || (rc != CAIRN_OK && atomic_load(&h->shutting_down))) {
+    if (ctx.abandoned || (rc != CAIRN_OK && atomic_load(&h->shutting_down)) || cairn__run_lost(h, r)) {
         r->released = atomic_load(&h->shutting_down);
+        if (cairn__run_lost(h, r))
+            cairn__fleet_release_one(h, r->id);
         free(output);
         ctx_free(&ctx);
-        return; /* stays PENDING; resumed by the next start of this executor */
+        return; /* stays PENDING until cairn_stop() hands it back */
     }
 
     cairn__item it;
