@@ -281,6 +281,20 @@ int cairn__conn_open(cairn *h, cairn__conn *c, int prepare)
         return rc;
     }
     PQsetNoticeProcessor(c->pg, notice_to_log, h);
+    /*
+     * The claim's limits count under a queue lock with a fresh snapshot per
+     * statement, which READ COMMITTED gives; a server or role default of a
+     * stricter level would make them count from a stale snapshot. Steps that
+     * want another level say so in their BEGIN.
+     */
+    PGresult *iso = PQexec(c->pg, "SET default_transaction_isolation TO 'read committed'");
+    if (PQresultStatus(iso) != PGRES_COMMAND_OK) {
+        int rc = cairn__fail_pg(CAIRN_ECONN, iso, c->pg, "setting the isolation level");
+        PQclear(iso);
+        cairn__conn_drop(c);
+        return rc;
+    }
+    PQclear(iso);
     if (prepare) {
         int rc = prepare_all(c);
         if (rc != CAIRN_OK) {
