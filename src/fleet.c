@@ -28,7 +28,7 @@ int cairn__fleet_register(cairn *h, PGconn *pg)
     if (rc != CAIRN_OK)
         return rc;
     PQclear(res);
-    h->registered = 1;
+    atomic_store(&h->registered, 1);
     atomic_store(&h->hb_ok_ms, cairn__now_ms());
     return CAIRN_OK;
 }
@@ -89,7 +89,7 @@ int cairn__fleet_heartbeat(cairn *h, PGconn *pg)
 
 void cairn__fleet_stop(cairn *h)
 {
-    if (!h->registered)
+    if (!atomic_load(&h->registered))
         return;
     const char *vals[2] = {h->executor_id, h->instance};
     PGresult *res = NULL;
@@ -102,7 +102,7 @@ void cairn__fleet_stop(cairn *h)
         cairn__log(h, CAIRN_LOG_WARN, "executor %s could not hand its workflows back: %s (they are adopted "
                    "once its lease runs out)", h->executor_id, cairn_errmsg(h));
     }
-    h->registered = 0;
+    atomic_store(&h->registered, 0);
 }
 
 void cairn__fleet_release_one(cairn *h, const char *id)
@@ -118,7 +118,7 @@ void cairn__fleet_release_one(cairn *h, const char *id)
 
 int cairn__fleet_fence(cairn *h, cairn__run *r)
 {
-    if (!h->registered || h->lease_ms <= 0)
+    if (!atomic_load(&h->registered) || h->lease_ms <= 0)
         return cairn__run_lost(h, r) || atomic_load(&h->shutting_down);
     int poked = 0;
     for (;;) {

@@ -327,7 +327,7 @@ struct cairn {
     char *accept;                /* array literal of accepted versions; NULL: any */
     char *queues;                /* array literal of served queues; NULL: all */
     char instance[37];           /* this process's registration of executor_id */
-    int registered;              /* the executor row was written */
+    atomic_int registered;       /* the executor row was written */
     atomic_int lost_gen;         /* bumped each time this executor's workflows were given to others */
     atomic_llong hb_ok_ms;       /* monotonic time of the last heartbeat that found us LIVE */
     atomic_int stopping;         /* cairn_stop(): claim nothing more */
