@@ -5,7 +5,10 @@
  */
 #include "cli.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cli_is_help(const char *arg)
@@ -31,6 +34,64 @@ int cli_opt_value(int argc, char **argv, int *i, const char *name, const char **
     *i += 1;
     *value = argv[*i];
     return 1;
+}
+
+int cli_parse_positive(const char *text, int *out)
+{
+    char *end;
+    long v;
+
+    /* strtol() would accept leading blanks and a sign; a count is digits only. */
+    if (*text < '0' || *text > '9')
+        return -1;
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 1 || v > INT_MAX)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* The units a duration may be written in, largest first, for parsing and printing. */
+static const struct unit {
+    const char *name;
+    long long ms;
+} units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+
+int cli_parse_duration(const char *text, int *ms)
+{
+    const char *p = text;
+    long long n = 0;
+
+    if (*p < '0' || *p > '9')
+        n = 1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        n = n * 10 + (*p - '0');
+        if (n > INT_MAX)
+            return -2;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(p, units[i].name) != 0)
+            continue;
+        if (n == 0)
+            return -2;
+        if (n > INT_MAX / units[i].ms)
+            return -2;
+        *ms = (int)(n * units[i].ms);
+        return 0;
+    }
+    return -1;
+}
+
+void cli_format_duration(char *out, size_t len, long long ms)
+{
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (ms != 0 && ms % units[i].ms == 0) {
+            snprintf(out, len, "%lld%s", ms / units[i].ms, units[i].name);
+            return;
+        }
+    }
+    snprintf(out, len, "%lldms", ms);
 }
 
 void cli_warn(const char *fmt, ...)

@@ -6,6 +6,8 @@
 #ifndef CAIRN_CLI_H
 #define CAIRN_CLI_H
 
+#include <cairn.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -27,6 +29,38 @@ int cli_dev(int argc, char **argv, const cli_global *g);
 int cli_migrate(int argc, char **argv, const cli_global *g);
 int cli_list(int argc, char **argv, const cli_global *g);
 int cli_show(int argc, char **argv, const cli_global *g);
+int cli_queue(int argc, char **argv, const cli_global *g);
+int cli_executors(int argc, char **argv, const cli_global *g);
+
+/* db.c: the database, for the subcommands that use one. */
+
+/*
+ * Open a handle on the database named by db (--db), else
+ * $CAIRN_DATABASE_URL, else libpq's PG* environment, with the given
+ * cairn_options flags. The tool runs no workflows and needs one
+ * connection; it uses its own executor ID so it is never mistaken for a
+ * worker. *out receives the handle even on failure (see cairn_open()); the
+ * caller closes it.
+ */
+int cli_open_db(const char *db, unsigned flags, cairn **out);
+
+/* Print "cairn: <what rc means>: <the handle's message>" to stderr and return CLI_EXIT_FAIL. */
+int cli_report(const cairn *h, int rc);
+
+/* json.c: the library's JSON text. */
+
+/* Print the library's JSON text as it is, on a line of its own. */
+void cli_put_json(const char *text);
+
+/* Parse the library's JSON text for the human forms. Returns NULL after reporting why. */
+json_t *cli_parse_json(const char *text);
+
+/*
+ * Text for one JSON value in a table cell or field: strings as they are,
+ * other values as compact JSON, and NULL for a missing value or JSON null
+ * (shown as "-"). The result is malloc'd; *failed is set when out of memory.
+ */
+char *cli_json_text(const json_t *v, int *failed);
 
 /* args.c: small helpers for hand-parsed options. */
 
@@ -41,6 +75,20 @@ int cli_is_help(const char *arg);
  * missing (the caller reports it).
  */
 int cli_opt_value(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* Parse text as a whole decimal number from 1 to INT_MAX. Returns 0, or -1 when it is not one. */
+int cli_parse_positive(const char *text, int *out);
+
+/*
+ * Parse a duration: an optional whole number (1 when left out, so that
+ * "100/s" reads as 100 per second) and a unit, ms, s, m, h or d: 500ms,
+ * 1s, 2m, 1h. Returns 0 and stores milliseconds from 1 to INT_MAX, -1 when
+ * text is not a duration, and -2 when it is one outside that range.
+ */
+int cli_parse_duration(const char *text, int *ms);
+
+/* Write ms in the largest unit that divides it exactly: 90000 is "90s", 60000 is "1m", 1500 is "1500ms". */
+void cli_format_duration(char *out, size_t len, long long ms);
 
 /* Print "cairn: MESSAGE" to stderr. */
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

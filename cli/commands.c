@@ -5,10 +5,6 @@
  */
 #include "cli.h"
 
-#include <cairn.h>
-#include <errno.h>
-#include <jansson.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,69 +15,6 @@
 /* Longest value in the human form of show, and longest step result; --json prints them whole. */
 #define SHOW_FIELD_MAX 300
 #define SHOW_STEP_MAX 60
-
-/* Print "cairn: <what the code means>: <the handle's message>" to stderr and return CLI_EXIT_FAIL. */
-static int report(const cairn *h, int rc)
-{
-    const char *msg = h != NULL ? cairn_errmsg(h) : NULL;
-
-    if (msg != NULL && *msg != '\0')
-        fprintf(stderr, "cairn: %s: %s\n", cairn_strerror(rc), msg);
-    else
-        fprintf(stderr, "cairn: %s\n", cairn_strerror(rc));
-    return CLI_EXIT_FAIL;
-}
-
-/*
- * Open a handle on the database named by --db, else $CAIRN_DATABASE_URL,
- * else libpq's PG* environment, with the given cairn_options flags. The
- * tool runs no workflows and needs one connection; it uses its own
- * executor ID so it is never mistaken for a worker. *out receives the
- * handle even on failure (see cairn_open()); the caller closes it.
- */
-static int open_db(const char *db, unsigned flags, cairn **out)
-{
-    cairn_options o;
-
-    memset(&o, 0, sizeof(o));
-    o.size = sizeof(o);
-    o.conninfo = db != NULL ? db : getenv("CAIRN_DATABASE_URL");
-    o.executor_id = "cairn-cli";
-    o.workers = 1;
-    o.commit_connections = 1;
-    o.pool_connections = 1;
-    o.flags = flags;
-    *out = NULL;
-    return cairn_open(out, &o);
-}
-
-/* Print the library's JSON text as it is, on a line of its own. */
-static void put_json_text(const char *text)
-{
-    fputs(text, stdout);
-    if (*text == '\0' || text[strlen(text) - 1] != '\n')
-        fputc('\n', stdout);
-}
-
-/*
- * Text for one JSON value in a table cell: strings as they are, other
- * values as compact JSON, and NULL for a missing value or JSON null (shown
- * as "-"). The result is malloc'd; *failed is set when out of memory.
- */
-static char *value_text(const json_t *v, int *failed)
-{
-    char *s;
-
-    if (v == NULL || json_is_null(v))
-        return NULL;
-    if (json_is_string(v))
-        s = strdup(json_string_value(v));
-    else
-        s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (s == NULL)
-        *failed = 1;
-    return s;
-}
 
 /*
  * Text for a payload (input, output): its compact JSON, so that a string
@@ -107,18 +40,7 @@ static char *error_text(const json_t *v, int *failed)
 {
     const json_t *msg = json_is_object(v) ? json_object_get(v, "message") : NULL;
 
-    return value_text(json_is_string(msg) ? msg : v, failed);
-}
-
-/* Parse the library's JSON text for the human form. Returns NULL after reporting. */
-static json_t *parse_json(const char *text)
-{
-    json_error_t err;
-    json_t *root = json_loads(text, JSON_DECODE_ANY, &err);
-
-    if (root == NULL)
-        fprintf(stderr, "cairn: cannot read the library's JSON: %s (at byte %d)\n", err.text, err.position);
-    return root;
+    return cli_json_text(json_is_string(msg) ? msg : v, failed);
 }
 
 static void migrate_help(void)
@@ -150,7 +72,7 @@ int cli_migrate(int argc, char **argv, const cli_global *g)
             return cli_usage_error(MIGRATE_USAGE, "unexpected argument %s", argv[i]);
     }
 
-    rc = open_db(db, CAIRN_NO_MIGRATE, &h);
+    rc = cli_open_db(db, CAIRN_NO_MIGRATE, &h);
     if (rc == CAIRN_ESCHEMA) {
         /*
          * A database without the schema cannot be opened with
@@ -158,12 +80,12 @@ int cli_migrate(int argc, char **argv, const cli_global *g)
          * migrations; cairn_migrate() below then reports the version.
          */
         cairn_close(h);
-        rc = open_db(db, 0, &h);
+        rc = cli_open_db(db, 0, &h);
     }
     if (rc == CAIRN_OK)
         rc = cairn_migrate(h, &version);
     if (rc != CAIRN_OK) {
-        report(h, rc);
+        cli_report(h, rc);
         cairn_close(h);
         return CLI_EXIT_FAIL;
     }
@@ -186,20 +108,6 @@ static void list_help(void)
            LIST_USAGE);
 }
 
-/* Parse a positive int for --limit. Returns 0, or -1 when text is not one. */
-static int parse_limit(const char *text, int *out)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < 1 || v > INT_MAX)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 /* Print a JSON array of workflows as an aligned table. Returns an exit status. */
 static int print_workflow_table(const char *text)
 {
@@ -207,7 +115,7 @@ static int print_workflow_table(const char *text)
     static const char *const header[] = {"ID", "NAME", "STATUS", "ATTEMPTS", "CREATED_AT", "UPDATED_AT"};
     static const size_t limits[] = {40, 40, 0, 0, 0, 0};
     enum { NCOLS = sizeof(fields) / sizeof(fields[0]) };
-    json_t *root = parse_json(text);
+    json_t *root = cli_parse_json(text);
     cli_table *t;
     int failed = 0;
     size_t i;
@@ -235,7 +143,7 @@ static int print_workflow_table(const char *text)
         if (failed)
             break;
         for (size_t c = 0; c < NCOLS; c++)
-            cells[c] = value_text(json_object_get(row, fields[c]), &failed);
+            cells[c] = cli_json_text(json_object_get(row, fields[c]), &failed);
         if (!failed && cli_table_add(t, (const char *const *)cells) < 0)
             failed = 1;
         for (size_t c = 0; c < NCOLS; c++)
@@ -295,7 +203,7 @@ int cli_list(int argc, char **argv, const cli_global *g)
         if (got < 0)
             return cli_usage_error(LIST_USAGE, "%s needs a value", arg);
     }
-    if (limit != NULL && parse_limit(limit, &lo.limit) < 0)
+    if (limit != NULL && cli_parse_positive(limit, &lo.limit) < 0)
         return cli_usage_error(LIST_USAGE, "--limit needs a positive number, not '%s'", limit);
     if (status != NULL) {
         status_upper = upper_copy(status);
@@ -307,11 +215,11 @@ int cli_list(int argc, char **argv, const cli_global *g)
     }
     lo.name = name;
 
-    rc = open_db(db, CAIRN_NO_MIGRATE, &h);
+    rc = cli_open_db(db, CAIRN_NO_MIGRATE, &h);
     if (rc == CAIRN_OK)
         rc = cairn_list(h, &lo, &json);
     if (rc != CAIRN_OK) {
-        report(h, rc);
+        cli_report(h, rc);
         cairn_close(h);
         free(status_upper);
         return CLI_EXIT_FAIL;
@@ -320,7 +228,7 @@ int cli_list(int argc, char **argv, const cli_global *g)
     free(status_upper);
 
     if (as_json) {
-        put_json_text(json);
+        cli_put_json(json);
         rc = CLI_EXIT_OK;
     } else {
         rc = print_workflow_table(json);
@@ -370,8 +278,8 @@ static int print_steps(const json_t *steps)
 
         if (failed)
             break;
-        number = value_text(json_object_get(step, "step"), &failed);
-        name = value_text(json_object_get(step, "name"), &failed);
+        number = cli_json_text(json_object_get(step, "step"), &failed);
+        name = cli_json_text(json_object_get(step, "name"), &failed);
         error = error_text(json_object_get(step, "error"), &failed);
         if (error != NULL) {
             size_t len = strlen(error) + sizeof("error: ");
@@ -407,7 +315,7 @@ static int print_workflow(const char *text)
 {
     static const char *const plain[] = {"id", "name", "status", "queue", "executor_id", "attempts",
                                         "created_at", "updated_at"};
-    json_t *root = parse_json(text);
+    json_t *root = cli_parse_json(text);
     int failed = 0;
     char *s;
 
@@ -419,7 +327,7 @@ static int print_workflow(const char *text)
         return CLI_EXIT_FAIL;
     }
     for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]) && !failed; i++) {
-        s = value_text(json_object_get(root, plain[i]), &failed);
+        s = cli_json_text(json_object_get(root, plain[i]), &failed);
         put_field(plain[i], s);
         free(s);
     }
@@ -484,18 +392,18 @@ int cli_show(int argc, char **argv, const cli_global *g)
     if (id == NULL)
         return cli_usage_error(SHOW_USAGE, "show needs a workflow ID");
 
-    rc = open_db(db, CAIRN_NO_MIGRATE, &h);
+    rc = cli_open_db(db, CAIRN_NO_MIGRATE, &h);
     if (rc == CAIRN_OK)
         rc = cairn_describe(h, id, 1, &json);
     if (rc != CAIRN_OK) {
-        report(h, rc);
+        cli_report(h, rc);
         cairn_close(h);
         return CLI_EXIT_FAIL;
     }
     cairn_close(h);
 
     if (as_json) {
-        put_json_text(json);
+        cli_put_json(json);
         rc = CLI_EXIT_OK;
     } else {
         rc = print_workflow(json);

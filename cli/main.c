@@ -21,6 +21,8 @@ static const struct command {
     {"migrate", cli_migrate, "apply the schema migrations the database lacks"},
     {"list", cli_list, "list workflows, newest first"},
     {"show", cli_show, "show one workflow and its steps"},
+    {"queue", cli_queue, "list, show, set and delete queue limits"},
+    {"executors", cli_executors, "list the executors, their heartbeats and their work"},
     {"dev", cli_dev, "run a throwaway local PostgreSQL cluster"},
     {"version", cli_version, "print the version of the tool and of its schema"},
     {"help", cli_help, "print this help, or a command's: cairn help COMMAND"},
@@ -41,7 +43,7 @@ static void main_help(void)
            "Commands:\n",
            MAIN_USAGE);
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        printf("  %-9s %s\n", commands[i].name, commands[i].summary);
+        printf("  %-10s %s\n", commands[i].name, commands[i].summary);
     printf("\nOptions:\n"
            "  --db URL   the database (default $CAIRN_DATABASE_URL, else libpq's PG* environment)\n"
            "  --help     print this help\n"

@@ -431,9 +431,11 @@ static int existing(cairn *h, const char *id, const char *workflow)
  * cairn_start() with a queue: enqueue through cairn.enqueue() on a pool
  * connection. The ID is chosen here, so a retry after a lost connection
  * finds the workflow its first try created instead of making another.
+ * *got receives the ID cairn.enqueue() returned: the live workflow's when
+ * the dedup key is taken, else id.
  */
 static int start_queued(cairn *h, const char *workflow, const char *input, const char *id, const char *queue,
-                        const cairn_start_options *opts)
+                        const cairn_start_options *opts, char **got)
 {
     char err[256];
     const char *dedup = SOPT(opts, dedup_key);
@@ -456,8 +458,9 @@ static int start_queued(cairn *h, const char *workflow, const char *input, const
         rc = CAIRN_ECONFLICT; /* the ID belongs to another workflow name, or dedup_error */
     if (rc != CAIRN_OK)
         return rc;
+    *got = cairn__strdup(PQgetvalue(res, 0, 0));
     PQclear(res);
-    return CAIRN_OK;
+    return *got ? CAIRN_OK : cairn__fail(CAIRN_ENOMEM, "out of memory");
 }
 
 int cairn_start(cairn *h, const char *workflow, const char *input, const cairn_start_options *opts, char **id_out)
@@ -496,9 +499,12 @@ int cairn_start(cairn *h, const char *workflow, const char *input, const cairn_s
         return cairn__fail(CAIRN_EJSON, "workflow input: %s", err);
     if (SOPT(opts, queue)) {
         /* Any executor that knows the name may run it, so neither registration nor workers are needed here. */
-        rc0 = start_queued(h, workflow, input, id, queue, opts);
-        if (rc0 == CAIRN_OK && id_out && !(*id_out = cairn__strdup(id)))
-            return cairn__fail(CAIRN_ENOMEM, "out of memory");
+        char *got = NULL;
+        rc0 = start_queued(h, workflow, input, id, queue, opts, &got);
+        if (rc0 == CAIRN_OK && id_out)
+            *id_out = got;
+        else
+            free(got);
         return rc0;
     }
     const cairn__entry *wf = cairn__registry_find(&h->workflows, workflow);
