@@ -189,6 +189,9 @@ static void *dispatcher_main(void *arg)
         int free_threads = h->workers - atomic_load(&h->busy);
         int skip = !serving || (idle && woke == WOKE_POKE); /* only a thread came free: wait again */
         int retry_ms = -1;
+        /* Idle, and the poll timer (not a NOTIFY) woke us: nobody cleared the flag, since
+         * clearing it notifies every listener, so it needs no re-arming. */
+        int still_armed = idle && woke == WOKE_TIMEOUT;
         if (!skip)
             idle = 0;
         if (!skip && free_threads > 0) {
@@ -206,7 +209,7 @@ static void *dispatcher_main(void *arg)
             if (got == 0 && retry_ms < 0) {
                 /* Idle: ask enqueuers to wake us; if the flag was down, one may just have
                  * missed it, so look once more. */
-                int raised = arm(&c);
+                int raised = still_armed ? 0 : arm(&c);
                 if (raised < 0) {
                     cairn__conn_drop(&c);
                     continue;
