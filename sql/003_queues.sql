@@ -344,7 +344,12 @@ BEGIN
                 SELECT count(*) INTO ran FROM cairn.workflow_status s
                  WHERE s.status = 'PENDING' AND s.executor_id = p_executor AND s.queue = q;
                 cap := least(cap, cfg.worker_concurrency - ran);
-                CONTINUE WHEN cap <= 0; -- this executor's own finishes free it
+                IF cap <= 0 THEN
+                    -- This executor's own finishes free it. The hint keeps its
+                    -- dispatcher from taking the queue for empty and ignoring them.
+                    hint := least(coalesce(hint, 100), 100);
+                    CONTINUE;
+                END IF;
             END IF;
             IF has_cfg AND (cfg.concurrency IS NOT NULL OR cfg.rate_limit IS NOT NULL
                             OR cfg.partition_concurrency IS NOT NULL) THEN
@@ -456,7 +461,7 @@ BEGIN
             END IF;
             IF got >= cap THEN
                 more := more || q; -- it may have more for a second pass
-            ELSIF got > 0 AND has_cfg AND cfg.partition_concurrency IS NOT NULL THEN
+            ELSIF has_cfg AND cfg.partition_concurrency IS NOT NULL AND (got > 0 OR cardinality(sat) > 0) THEN
                 hint := least(coalesce(hint, 100), 100); -- partitions at their limit may hold more
             END IF;
         END LOOP;
