@@ -283,7 +283,8 @@ CAIRN_API int cairn_stop(cairn *h, int timeout_ms);
 typedef struct cairn_start_options {
     size_t size;       /* sizeof(cairn_start_options) */
     const char *id;    /* workflow ID (at most 200 bytes, printable UTF-8); NULL: a new UUIDv7 */
-    const char *queue; /* NULL: run at once on this handle (recorded in queue "default"). A queue name:
+    const char *queue; /* NULL: run at once on this handle (recorded in queue "default"; no queue limit
+                          applies, not even those configured for "default"). A queue name:
                           enqueue it there, to be claimed under the queue's limits by any executor that
                           serves the queue (this one included), like cairn_enqueue(). */
     /* The fields below apply to queued starts only (queue not NULL); see cairn_enqueue_options. */
