@@ -256,7 +256,8 @@ COMMENT ON FUNCTION cairn.enqueue(text, json, text, text, integer, interval, tex
 -- in p_names, only queues in p_queues (NULL: all), only versions in
 -- p_versions (NULL: all; a workflow without a version is always taken and
 -- records p_app_version). Returns the claimed workflows with their input
--- and whether anything was recorded for them; a workflow claimed more than
+-- and whether anything was recorded for them (nothing at all unless
+-- p_executor is LIVE in cairn.executors); a workflow claimed more than
 -- p_max_attempts times is moved to DEAD_LETTER instead (status tells). A
 -- last row with a NULL id, when present, carries retry_ms: work is waiting
 -- behind a limit, look again within that many milliseconds.
@@ -309,6 +310,14 @@ DECLARE
     sat       text[];
 BEGIN
     IF p_want <= 0 THEN
+        RETURN;
+    END IF;
+    -- Only a LIVE executor claims. Its row stays share-locked until this
+    -- claim commits, so an adoption (which takes executor rows FOR UPDATE
+    -- SKIP LOCKED) cannot mark it DEAD in between and miss what it claims
+    -- here; a heartbeat updates no key column and does not conflict.
+    PERFORM 1 FROM cairn.executors e WHERE e.id = p_executor AND e.state = 'LIVE' FOR KEY SHARE;
+    IF NOT FOUND THEN
         RETURN;
     END IF;
     IF p_queues IS NOT NULL THEN

@@ -82,8 +82,18 @@ static int claim(cairn *h, cairn__conn *c, int limit, int *retry_ms)
             continue;
         }
         cairn__run *run = cairn__run_reserve(h, id, name, cairn__registry_find(&h->workflows, name));
-        if (!run)
-            continue; /* already running here; it stays PENDING and owned by us */
+        if (!run) {
+            /*
+             * An ENQUEUED workflow still active here is a run this executor lost
+             * (it was presumed dead) and has not yet abandoned. Hand the claim
+             * back rather than own a workflow nothing will run; it is claimed
+             * again once the old run is gone. Not counted, so that the
+             * dispatcher does not spin on it meanwhile.
+             */
+            cairn__fleet_release_one(h, id);
+            n--;
+            continue;
+        }
         run->attempt = atoi(PQgetvalue(r, i, 2));
         /* Nothing recorded yet: run it with the input in hand instead of loading it. */
         if (PQgetvalue(r, i, 5)[0] == 'f') {

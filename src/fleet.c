@@ -107,6 +107,13 @@ void cairn__fleet_stop(cairn *h)
 
 void cairn__fleet_release_one(cairn *h, const char *id)
 {
+    /*
+     * Once another process has taken our executor ID, every workflow
+     * under the ID is that process's (it resumed them at its start):
+     * handing one back would pull it from under its new owner.
+     */
+    if (atomic_load(&h->taken))
+        return;
     const char *vals[2] = {id, h->executor_id};
     PGresult *res = NULL;
     if (cairn__query(h, CAIRN__Q_RELEASE_ONE, 2, vals, &res) == CAIRN_OK) {

@@ -729,6 +729,17 @@ static long claim_direct(const char *queue, long *claimed)
 
 static void test_held_work_is_reported(void **state)
 {
+    /* Only a LIVE executor claims anything. */
+    PQclear(query("INSERT INTO cairn.executors (id, instance, state, lease) VALUES ('hint-exec', 'i', 'DEAD', '1 hour')",
+                  0, NULL));
+    PQclear(query("SELECT cairn.enqueue('hint_wf', 'null', queue => 'hint_dead_q')", 0, NULL));
+    long taken = 0;
+    assert_int_equal(claim_direct("hint_dead_q", &taken), -1);
+    assert_int_equal(taken, 0);
+    PQclear(query("UPDATE cairn.executors SET state = 'LIVE' WHERE id = 'hint-exec'", 0, NULL));
+    claim_direct("hint_dead_q", &taken);
+    assert_int_equal(taken, 1);
+
     set_queue_sql("hint_wq", 0, 1, 0, 0, 0);
     set_queue_sql("hint_pq", 0, 0, 0, 0, 1);
     PQclear(query("SELECT cairn.enqueue('hint_wf', 'null', queue => 'hint_wq') FROM generate_series(1, 2)", 0, NULL));
@@ -756,6 +767,7 @@ static void test_held_work_is_reported(void **state)
                   " (SELECT id FROM cairn.workflow_status WHERE name = 'hint_wf')",
                   0, NULL));
     PQclear(query("DELETE FROM cairn.workflow_status WHERE name = 'hint_wf'", 0, NULL));
+    PQclear(query("DELETE FROM cairn.executors WHERE id = 'hint-exec'", 0, NULL));
 }
 
 /* ---- 6. dedup ----------------------------------------------------------- */
