@@ -83,6 +83,7 @@ double percentile(const double *v, size_t n, double p)
 atomic_llong n_statements;
 atomic_llong n_round_trips;
 void (*count_hook)(const PGconn *conn, int statements, int round_trips);
+void (*count_stmt_hook)(const PGconn *conn, const char *how, const char *what);
 
 #ifdef BENCH_COUNT_LIBPQ
 static void count(const PGconn *conn, int statements, int round_trips)
@@ -93,6 +94,13 @@ static void count(const PGconn *conn, int statements, int round_trips)
         atomic_fetch_add(&n_round_trips, round_trips);
     if (count_hook)
         count_hook(conn, statements, round_trips);
+}
+
+/* Tells count_stmt_hook, when a program set one, which statement a call sends. */
+static void count_stmt(const PGconn *conn, const char *how, const char *what)
+{
+    if (count_stmt_hook)
+        count_stmt_hook(conn, how, what);
 }
 
 PGresult *__real_PQexec(PGconn *conn, const char *query);
@@ -117,6 +125,7 @@ int __wrap_PQpipelineSync(PGconn *conn);
 PGresult *__wrap_PQexec(PGconn *conn, const char *query)
 {
     count(conn, 1, 1);
+    count_stmt(conn, "PQexec", query);
     return __real_PQexec(conn, query);
 }
 
@@ -124,6 +133,7 @@ PGresult *__wrap_PQexecParams(PGconn *conn, const char *command, int n, const Oi
                               const int *lengths, const int *formats, int result_format)
 {
     count(conn, 1, 1);
+    count_stmt(conn, "PQexecParams", command);
     return __real_PQexecParams(conn, command, n, types, values, lengths, formats, result_format);
 }
 
@@ -131,12 +141,14 @@ PGresult *__wrap_PQexecPrepared(PGconn *conn, const char *name, int n, const cha
                                 const int *formats, int result_format)
 {
     count(conn, 1, 1);
+    count_stmt(conn, "PQexecPrepared", name);
     return __real_PQexecPrepared(conn, name, n, values, lengths, formats, result_format);
 }
 
 PGresult *__wrap_PQprepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types)
 {
     count(conn, 1, 1);
+    count_stmt(conn, "PQprepare", name);
     return __real_PQprepare(conn, name, query, n, types);
 }
 
@@ -144,6 +156,7 @@ int __wrap_PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char
                                const int *formats, int result_format)
 {
     count(conn, 1, 0);
+    count_stmt(conn, "PQsendQueryPrepared", name);
     return __real_PQsendQueryPrepared(conn, name, n, values, lengths, formats, result_format);
 }
 
@@ -164,6 +177,7 @@ int __wrap_PQsendQueryParams(PGconn *conn, const char *command, int n, const Oid
                              const int *lengths, const int *formats, int result_format)
 {
     count(conn, 1, 0);
+    count_stmt(conn, "PQsendQueryParams", command);
     return __real_PQsendQueryParams(conn, command, n, types, values, lengths, formats, result_format);
 }
 #endif

@@ -1,7 +1,7 @@
 /*
  * Helpers shared by the benchmark programs (bench_core, bench_tx,
- * bench_enqueue). Each program sets bench_name first thing in main(); it
- * prefixes every message printed to stderr.
+ * bench_enqueue, bench_queue). Each program sets bench_name first thing in
+ * main(); it prefixes every message printed to stderr.
  */
 #ifndef CAIRN_BENCH_COMMON_H
 #define CAIRN_BENCH_COMMON_H
@@ -49,6 +49,14 @@ double load_average(void);
 extern atomic_llong n_statements;
 extern atomic_llong n_round_trips;
 extern void (*count_hook)(const PGconn *conn, int statements, int round_trips);
+/*
+ * count_stmt_hook, likewise set before any thread starts, sees each counted
+ * statement with the libpq function that sent it (`how`, e.g.
+ * "PQexecPrepared") and `what` it sent: the prepared statement's name for
+ * PQexecPrepared, PQsendQueryPrepared and PQprepare, the SQL text for the
+ * others. Both are borrowed for the duration of the call.
+ */
+extern void (*count_stmt_hook)(const PGconn *conn, const char *how, const char *what);
 
 /* ---- the monitoring connection --------------------------------------- */
 

@@ -10,7 +10,9 @@
 #   bench/run.sh enqueue [ARGS]            bench_enqueue: an application transaction with cairn.enqueue
 #   bench/run.sh enqueue-variants [ARGS]   bench_enqueue with the other ways of enqueueing
 #                                          in bench/enqueue_variants.sql
-#   bench/run.sh all                       core, tx and enqueue on one server, then every target
+#   bench/run.sh queue [ARGS]              bench_queue: enqueue and drain rates, queued against
+#                                          direct starts, and an idle worker's statements per second
+#   bench/run.sh all                       core, tx, enqueue and queue on one server, then every target
 #
 # With CAIRN_DATABASE_URL set, the benchmarks run against that server
 # instead and nothing is started or stopped. They create (and afterwards
@@ -19,7 +21,7 @@
 # delete at the end unless --keep is given.
 #
 # ARGS are passed to the program (see `bench_core --help`, `bench_tx --help`,
-# `bench_enqueue --help`), e.g.
+# `bench_enqueue --help`, `bench_queue --help`), e.g.
 #   bench/run.sh --runs 5000 --seconds 20 --inflight 1,16,64
 #   bench/run.sh enqueue --repeat 3
 # Environment: CAIRN_BENCH_BUILD (build directory), CAIRN_BENCH_DIR (the
@@ -32,7 +34,7 @@ jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 
 what=core
 case "${1:-}" in
-  core | tx | enqueue | enqueue-variants | all) what=$1; shift ;;
+  core | tx | enqueue | enqueue-variants | queue | all) what=$1; shift ;;
 esac
 if [ "$what" = all ] && [ $# -gt 0 ]; then
   echo "run.sh: 'all' runs each benchmark with its defaults and takes no arguments" >&2
@@ -42,7 +44,8 @@ case $what in
   core) programs=(bench_core) ;;
   tx) programs=(bench_tx) ;;
   enqueue | enqueue-variants) programs=(bench_enqueue) ;;
-  all) programs=(bench_core bench_tx bench_enqueue) ;;
+  queue) programs=(bench_queue) ;;
+  all) programs=(bench_core bench_tx bench_enqueue bench_queue) ;;
 esac
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAIRN_BUILD_TESTS=OFF >/dev/null
@@ -117,7 +120,7 @@ run_all() {
   fi
   local out summary=""
   out=$(mktemp)
-  for p in core tx enqueue; do
+  for p in core tx enqueue queue; do
     run_one "$url" "$p" | tee "$out"
     summary+=$(grep -E '(met|MISSED)$' "$out" | sed -e "s/^ */  bench_$p: /")$'\n'
   done
