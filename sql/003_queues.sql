@@ -307,16 +307,15 @@ DECLARE
     hint      integer;
     t         timestamptz;
     oldest    timestamptz;
-    sat       text[];
+    sat         text[];
+    live_locked boolean := false;
 BEGIN
     IF p_want <= 0 THEN
         RETURN;
     END IF;
-    -- Only a LIVE executor claims. Its row stays share-locked until this
-    -- claim commits, so an adoption (which takes executor rows FOR UPDATE
-    -- SKIP LOCKED) cannot mark it DEAD in between and miss what it claims
-    -- here; a heartbeat updates no key column and does not conflict.
-    PERFORM 1 FROM cairn.executors e WHERE e.id = p_executor AND e.state = 'LIVE' FOR KEY SHARE;
+    -- Only a LIVE executor claims (see the lock taken before the first
+    -- claim below); a plain read first, so that an idle poll writes nothing.
+    PERFORM 1 FROM cairn.executors e WHERE e.id = p_executor AND e.state = 'LIVE';
     IF NOT FOUND THEN
         RETURN;
     END IF;
@@ -389,6 +388,19 @@ BEGIN
                 END IF;
             END IF;
 
+            IF NOT live_locked THEN
+                -- The executor's row stays share-locked until this claim
+                -- commits, so an adoption (which takes executor rows FOR
+                -- UPDATE SKIP LOCKED) cannot mark it DEAD in between and miss
+                -- what it claims here; a heartbeat updates no key column and
+                -- does not conflict. Taken only when there is work to claim:
+                -- a row lock is a write.
+                PERFORM 1 FROM cairn.executors e WHERE e.id = p_executor AND e.state = 'LIVE' FOR KEY SHARE;
+                IF NOT FOUND THEN
+                    RETURN;
+                END IF;
+                live_locked := true;
+            END IF;
             IF has_cfg AND cfg.partition_concurrency IS NOT NULL THEN
                 -- Partitions already at their limit are left out of the scan;
                 -- the candidates are then cut to what each partition has left.

@@ -38,7 +38,22 @@ static int connect_listener(cairn *h, cairn__conn *c)
     int rc = cairn__conn_ensure(h, c);
     if (rc != CAIRN_OK)
         return rc;
-    PGresult *r = PQexec(c->pg, "LISTEN cairn_wakeup");
+    /*
+     * Claims and heartbeats commit without waiting for their WAL flush. A
+     * claim lost in a server crash only returns the workflow to ENQUEUED,
+     * and a workflow's first durable checkpoint flushes its claim with it
+     * (WAL is flushed in order); a lost heartbeat is the next one's to
+     * redo. Waiting for the flush would serialize the drain on it.
+     */
+    PGresult *r = PQexec(c->pg, "SET synchronous_commit TO off");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        rc = cairn__fail_pg(CAIRN_ECONN, r, c->pg, "setting synchronous_commit");
+        PQclear(r);
+        cairn__conn_drop(c);
+        return rc;
+    }
+    PQclear(r);
+    r = PQexec(c->pg, "LISTEN cairn_wakeup");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = cairn__fail_pg(CAIRN_ECONN, r, c->pg, "LISTEN");
         PQclear(r);
