@@ -2,7 +2,7 @@
  * Waiting for a workflow's result. A workflow running in this process is
  * awaited on its condition variable and its result handed over from
  * memory; any other workflow is polled in the database with growing
- * intervals.
+ * intervals, and awaited from memory as soon as this process claims it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -111,7 +111,8 @@ int cairn_await(cairn *h, const char *id, int timeout_ms, cairn_status *status, 
         long long wait = interval;
         if (deadline >= 0 && now + wait > deadline)
             wait = deadline - now;
-        if (cairn__sleep(h, wait))
+        /* A workflow this process claims meanwhile is handed over from memory. */
+        if (cairn__wait_reserve(h, id, wait))
             return cairn__fail(CAIRN_ESHUTDOWN, "the handle is closing");
         interval = interval * 2 > 200 ? 200 : interval * 2;
     }

@@ -107,8 +107,43 @@ cairn__run *cairn__run_reserve(cairn *h, const char *id, const char *name, const
     r->next_hash = h->active[b];
     h->active[b] = r;
     h->active_count++;
+    for (cairn__waiter *w = h->waiters; w; w = w->next) {
+        if (strcmp(w->id, id) == 0) {
+            w->woken = 1;
+            pthread_cond_signal(&w->cond);
+        }
+    }
     pthread_mutex_unlock(&h->run_lock);
     return r;
+}
+
+int cairn__wait_reserve(cairn *h, const char *id, long long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    cairn__waiter w = {.id = id};
+    pthread_cond_init(&w.cond, NULL);
+    pthread_mutex_lock(&h->run_lock);
+    if (!active_get(h, id)) {
+        w.next = h->waiters;
+        h->waiters = &w;
+        while (!w.woken && !atomic_load(&h->shutting_down))
+            if (pthread_cond_timedwait(&w.cond, &h->run_lock, &ts) == ETIMEDOUT)
+                break;
+        cairn__waiter **p = &h->waiters;
+        while (*p != &w)
+            p = &(*p)->next;
+        *p = w.next;
+    }
+    pthread_mutex_unlock(&h->run_lock);
+    pthread_cond_destroy(&w.cond);
+    return atomic_load(&h->shutting_down);
 }
 
 int cairn__run_lost(cairn *h, const cairn__run *r)

@@ -182,6 +182,14 @@ typedef struct cairn__ckpt {
     char *error;
 } cairn__ckpt;
 
+/* An await of a workflow not active here, woken when a run for it is reserved. */
+typedef struct cairn__waiter {
+    const char *id;
+    int woken;
+    pthread_cond_t cond;
+    struct cairn__waiter *next;
+} cairn__waiter;
+
 typedef struct cairn__run {
     char *id;
     char *name;
@@ -219,6 +227,12 @@ cairn__run *cairn__run_reserve(cairn *h, const char *id, const char *name, const
 void cairn__run_submit(cairn *h, cairn__run *r);
 /* Drop a reserved run that will not execute. */
 void cairn__run_cancel(cairn *h, cairn__run *r);
+/*
+ * Sleep up to ms, or until a run for workflow id is reserved in this
+ * process (the dispatcher claimed it), so that an await of a queued
+ * workflow can switch to the in-memory hand-off. Returns non-zero on shutdown.
+ */
+int cairn__wait_reserve(cairn *h, const char *id, long long ms);
 /* Sleep up to ms, waking early when the handle shuts down; returns non-zero on shutdown. */
 int cairn__sleep(cairn *h, long long ms);
 
@@ -315,6 +329,7 @@ struct cairn {
     pthread_cond_t sleep_cond;   /* broadcast at shutdown to cut sleeps short */
     cairn__run *queue_head, *queue_tail;
     cairn__run **active;         /* hash of runs by ID */
+    cairn__waiter *waiters;      /* awaits of workflows not active here */
     size_t active_cap, active_count;
     pthread_t *threads;
     int nthreads;
