@@ -428,8 +428,8 @@ static int existing(cairn *h, const char *id, const char *workflow)
     ((o) && (o)->size >= offsetof(cairn_start_options, field) + sizeof((o)->field) ? (o)->field : 0)
 
 /*
- * cairn_start() with a queue: enqueue through cairn.enqueue() on a pool
- * connection. The ID is chosen here, so a retry after a lost connection
+ * cairn_start() with a queue: through group commit, or with a dedup key
+ * through cairn.enqueue() on a pool connection. The ID is chosen here, so a retry after a lost connection
  * finds the workflow its first try created instead of making another.
  * *got receives the ID cairn.enqueue() returned: the live workflow's when
  * the dedup key is taken, else id.
@@ -447,6 +447,31 @@ static int start_queued(cairn *h, const char *workflow, const char *input, const
         return cairn__fail(CAIRN_EINVAL, "%s", err);
     if (delay_ms < 0)
         return cairn__fail(CAIRN_EINVAL, "delay_ms is negative");
+    if (!dedup) {
+        /*
+         * Without a dedup key nothing needs cairn.enqueue()'s lookups: the
+         * rows go through group commit like a direct start's, sharing a
+         * commit with whatever else is being written.
+         */
+        cairn__item it;
+        memset(&it, 0, sizeof it);
+        it.kind = CAIRN__ENQUEUE_ITEM;
+        it.id = id;
+        it.name = workflow;
+        it.queue = queue;
+        it.input = input;
+        it.priority = SOPTI(opts, priority);
+        it.delay_ms = delay_ms;
+        it.partition_key = part;
+        it.give_up_at = cairn__now_ms() + h->connect_timeout_ms;
+        int rc = cairn__commit(h, &it);
+        if (rc == CAIRN_OK && !it.applied)
+            rc = existing(h, id, workflow); /* the ID was taken: the same workflow, or a conflict */
+        if (rc != CAIRN_OK)
+            return rc;
+        *got = cairn__strdup(id);
+        return *got ? CAIRN_OK : cairn__fail(CAIRN_ENOMEM, "out of memory");
+    }
     char prio[16], delay[32];
     snprintf(prio, sizeof prio, "%d", SOPTI(opts, priority));
     snprintf(delay, sizeof delay, "%d", delay_ms);

@@ -39,13 +39,13 @@ void cairn__commit_free(cairn *h)
 
 /* The arrays of one statement kind, built as Postgres array literals. */
 typedef struct batch_arrays {
-    cairn__buf a[5];
+    cairn__buf a[7];
     int n;
 } batch_arrays;
 
 static void arrays_init(batch_arrays *b, int k)
 {
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 7; i++) {
         cairn__buf_init(&b->a[i]);
         if (i < k)
             cairn__buf_puts(&b->a[i], "{");
@@ -61,7 +61,7 @@ static void arrays_close(batch_arrays *b, int k)
 
 static void arrays_free(batch_arrays *b)
 {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 7; i++)
         cairn__buf_free(&b->a[i]);
 }
 
@@ -73,12 +73,13 @@ static int arrays_oom(const batch_arrays *b, int k)
     return 0;
 }
 
-/* Marks the item whose key matches a returned row as applied. */
-static void mark_applied(cairn__item **items, int n, int *cursor, const char *id, int step)
+/* Marks the item of this kind whose key matches a returned row as applied. */
+static void mark_applied(cairn__item **items, int n, int *cursor, int kind, const char *id, int step)
 {
     for (int k = 0; k < n; k++) {
         int i = (*cursor + k) % n;
-        if (!items[i]->applied && strcmp(items[i]->id, id) == 0 && (step < 0 || items[i]->step == step)) {
+        if (items[i]->kind == kind && !items[i]->applied && strcmp(items[i]->id, id) == 0 &&
+            (step < 0 || items[i]->step == step)) {
             items[i]->applied = 1;
             *cursor = i + 1;
             return;
@@ -100,10 +101,16 @@ static void set_item_error(cairn__item *it, int rc, const PGresult *r, PGconn *p
     it->rc = rc;
 }
 
-/* The parameters of an item as its kind's statements number them (five, six for a start). */
-static void item_params(const cairn *h, const cairn__item *it, const char *v[6], char stepno[16])
+/* The parameters of an item as its kind's statements number them (see nparams in write_batch). */
+static void item_params(const cairn *h, const cairn__item *it, const char *v[8], char stepno[16], char num[2][16])
 {
     switch (it->kind) {
+    case CAIRN__ENQUEUE_ITEM:
+        snprintf(num[0], 16, "%d", it->priority);
+        snprintf(num[1], 16, "%d", it->delay_ms);
+        v[0] = it->id, v[1] = it->name, v[2] = it->queue, v[3] = it->input, v[4] = num[0], v[5] = num[1];
+        v[6] = it->partition_key, v[7] = h->app_version;
+        break;
     case CAIRN__START_ITEM:
         v[0] = it->id, v[1] = it->name, v[2] = it->queue, v[3] = it->input, v[4] = h->executor_id;
         v[5] = h->app_version;
@@ -132,31 +139,32 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
      * travel as one array per column to the batch statement. The executor
      * ID is a plain parameter either way.
      */
-    static const int single_stmt[3] = {CAIRN__Q_START1, CAIRN__Q_STEP1, CAIRN__Q_FINISH1};
-    static const int batch_stmt[3] = {CAIRN__Q_START, CAIRN__Q_STEP, CAIRN__Q_FINISH};
-    static const int array_cols[3] = {4, 5, 4};
-    batch_arrays arr[3];
-    int count[3] = {0, 0, 0};
-    const cairn__item *lone[3] = {NULL, NULL, NULL};
+    static const int single_stmt[4] = {CAIRN__Q_START1, CAIRN__Q_STEP1, CAIRN__Q_FINISH1, CAIRN__Q_ENQUEUE1};
+    static const int batch_stmt[4] = {CAIRN__Q_START, CAIRN__Q_STEP, CAIRN__Q_FINISH, CAIRN__Q_ENQUEUE_BATCH};
+    static const int array_cols[4] = {4, 5, 4, 7};
+    static const int nparams[4] = {6, 5, 5, 8};
+    batch_arrays arr[4];
+    int count[4] = {0, 0, 0, 0};
+    const cairn__item *lone[4] = {NULL, NULL, NULL, NULL};
     for (int i = 0; i < n; i++) {
         items[i]->applied = 0;
         count[items[i]->kind]++;
         lone[items[i]->kind] = items[i];
     }
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         arrays_init(&arr[k], count[k] > 1 ? array_cols[k] : 0);
-    const char *v[6];
-    char stepno[16];
+    const char *v[8];
+    char stepno[16], num[2][16];
     for (int i = 0; i < n; i++) {
         int k = items[i]->kind;
         if (count[k] < 2)
             continue;
-        item_params(h, items[i], v, stepno);
+        item_params(h, items[i], v, stepno, num);
         for (int col = 0; col < array_cols[k]; col++)
             cairn__buf_array_elem(&arr[k].a[col], v[col]);
     }
     int rc = CAIRN_OK;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         int cols = count[k] > 1 ? array_cols[k] : 0;
         arrays_close(&arr[k], cols);
         if (arrays_oom(&arr[k], cols))
@@ -168,28 +176,30 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
     }
 
     PGconn *pg = c->pg;
-    int sent[3] = {0, 0, 0}; /* which statements went out, in order START, STEP, FINISH */
+    int sent[4] = {0, 0, 0, 0}; /* which statements went out, in order START, STEP, FINISH, ENQUEUE */
     if (!PQenterPipelineMode(pg)) {
         rc = CAIRN_ECONN;
         snprintf(errbuf, errlen, "cannot enter pipeline mode: %s", PQerrorMessage(pg));
         goto out;
     }
     int ok = 1;
-    for (int k = 0; k < 3 && ok; k++) {
+    for (int k = 0; k < 4 && ok; k++) {
         if (count[k] == 0)
             continue;
         if (count[k] == 1) {
-            item_params(h, lone[k], v, stepno);
+            item_params(h, lone[k], v, stepno, num);
         } else {
             for (int col = 0; col < array_cols[k]; col++)
                 v[col] = arr[k].a[col].data;
-            if (array_cols[k] == 4)
+            if (k == CAIRN__START_ITEM || k == CAIRN__FINISH_ITEM)
                 v[4] = h->executor_id;
-            v[5] = h->app_version;
+            if (k == CAIRN__START_ITEM)
+                v[5] = h->app_version;
+            if (k == CAIRN__ENQUEUE_ITEM)
+                v[7] = h->app_version;
         }
         int stmt = count[k] == 1 ? single_stmt[k] : batch_stmt[k];
-        int nparams = k == CAIRN__START_ITEM ? 6 : 5;
-        ok = PQsendQueryPrepared(pg, cairn__stmt_name(stmt), nparams, v, NULL, NULL, 0);
+        ok = PQsendQueryPrepared(pg, cairn__stmt_name(stmt), nparams[k], v, NULL, NULL, 0);
         sent[k] = 1;
     }
     ok = ok && PQpipelineSync(pg);
@@ -201,7 +211,7 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
     }
 
     /* Read each statement's rows, then the sync. */
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < 4; s++) {
         if (!sent[s])
             continue;
         PGresult *r;
@@ -212,9 +222,9 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
             if (st == PGRES_TUPLES_OK) {
                 for (int row = 0; row < PQntuples(r); row++) {
                     const char *id = PQgetvalue(r, row, 0);
-                    int step = s == 1 ? atoi(PQgetvalue(r, row, 1)) : -1;
-                    /* START de-duplicates IDs inside a batch: the first item with an ID wins. */
-                    mark_applied(items, n, &cursor, id, step);
+                    int step = s == CAIRN__STEP_ITEM ? atoi(PQgetvalue(r, row, 1)) : -1;
+                    /* START and ENQUEUE de-duplicate IDs inside a batch: the first item with an ID wins. */
+                    mark_applied(items, n, &cursor, s, id, step);
                 }
             } else if (first && rc == CAIRN_OK && st != PGRES_PIPELINE_ABORTED) {
                 rc = cairn__conn_lost(pg, r) ? CAIRN_ECONN : CAIRN_EDB;
@@ -250,7 +260,7 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
     if (rc == CAIRN_ECONN)
         cairn__conn_drop(c);
 out:
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         arrays_free(&arr[k]);
     return rc;
 }

@@ -182,6 +182,39 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "SELECT cairn.enqueue($1, $2::json, queue => $3, id => $4, priority => $5::int,"
         " delay => $6::int * interval '1 millisecond', dedup_key => $7, partition_key => $8,"
         " dedup_error => $9::bool, app_version => $10)"},
+    /*
+     * cairn_start() to a queue without a dedup key, through group commit:
+     * the rows cairn.enqueue() writes, checked in C beforehand, and the same
+     * wake-up (cairn.wake() only while an idle dispatcher has the flag up).
+     */
+    [CAIRN__Q_ENQUEUE1] = {"cairn_enqueue1",
+        "WITH ins AS ("
+        "  INSERT INTO cairn.workflow_status (id, name, status, queue, priority, available_at, partition_key, app_version)"
+        "  VALUES ($1, $2, 'ENQUEUED', $3, $5::int, now() + $6::int * interval '1 millisecond', $7, $8)"
+        "  ON CONFLICT (id) DO NOTHING"
+        "  RETURNING id),"
+        " pay AS ("
+        "  INSERT INTO cairn.workflow_payloads (id, input) SELECT id, $4::json FROM ins),"
+        " wk AS ("
+        "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM ins) AND (SELECT armed FROM cairn.wakeup))"
+        "SELECT id, (SELECT count(*) FROM wk) FROM ins"},
+    [CAIRN__Q_ENQUEUE_BATCH] = {"cairn_enqueue_batch",
+        "WITH v AS ("
+        "  SELECT DISTINCT ON (id) id, name, queue, input, prio, delay, part"
+        "    FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::int[], $6::int[], $7::text[])"
+        "         WITH ORDINALITY AS v(id, name, queue, input, prio, delay, part, ord)"
+        "   ORDER BY id, ord),"
+        " ins AS ("
+        "  INSERT INTO cairn.workflow_status (id, name, status, queue, priority, available_at, partition_key, app_version)"
+        "  SELECT id, name, 'ENQUEUED', queue, prio, now() + delay * interval '1 millisecond', part, $8 FROM v"
+        "  ON CONFLICT (id) DO NOTHING"
+        "  RETURNING id),"
+        " pay AS ("
+        "  INSERT INTO cairn.workflow_payloads (id, input)"
+        "  SELECT v.id, v.input FROM v JOIN ins ON ins.id = v.id),"
+        " wk AS ("
+        "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM ins) AND (SELECT armed FROM cairn.wakeup))"
+        "SELECT id, (SELECT count(*) FROM wk) FROM ins"},
     [CAIRN__Q_QUEUE_SET] = {"cairn_queue_set",
         "SELECT cairn.set_queue($1, $2::int, $3::int, $4::int, $5::int * interval '1 millisecond', $6::int)"},
     /*

@@ -22,6 +22,7 @@
 #include "internal.h"
 
 #define CLAIM_MAX 64
+#define SETTLE_MS 20 /* the look after raising the wake-up flag (see dispatcher_main) */
 
 void cairn__dispatch_poke(cairn *h)
 {
@@ -214,6 +215,7 @@ static void *dispatcher_main(void *arg)
         int free_threads = h->workers - atomic_load(&h->busy);
         int skip = !serving || (idle && woke == WOKE_POKE); /* only a thread came free: wait again */
         int retry_ms = -1;
+        int settle = 0;
         /* Idle, and the poll timer (not a NOTIFY) woke us: nobody cleared the flag, since
          * clearing it notifies every listener, so it needs no re-arming. */
         int still_armed = idle && woke == WOKE_TIMEOUT;
@@ -247,6 +249,12 @@ static void *dispatcher_main(void *arg)
                 if (got > 0)
                     continue;
                 idle = retry_ms < 0;
+                /*
+                 * An enqueue that read the flag before we raised it and commits
+                 * after the look above neither notifies nor was seen. Such
+                 * transactions were already committing: look once more shortly.
+                 */
+                settle = idle && raised;
             }
         }
         /* Jitter keeps a fleet of idle dispatchers from polling in step. */
@@ -264,6 +272,8 @@ static void *dispatcher_main(void *arg)
             if (wait < timeout)
                 timeout = wait;
         }
+        if (settle && timeout > SETTLE_MS)
+            timeout = SETTLE_MS;
         long long until_hb = next_hb - cairn__now_ms();
         if (!atomic_load(&h->taken) && until_hb < timeout)
             timeout = until_hb > 0 ? (int)until_hb : 0;

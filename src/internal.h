@@ -83,6 +83,8 @@ enum {
     CAIRN__Q_STOP,
     CAIRN__Q_RELEASE_ONE,
     CAIRN__Q_ENQUEUE,
+    CAIRN__Q_ENQUEUE1,
+    CAIRN__Q_ENQUEUE_BATCH,
     CAIRN__Q_QUEUE_SET,
     CAIRN__Q_QUEUE_LIST,
     CAIRN__Q_QUEUE_DELETE,
@@ -143,14 +145,18 @@ void cairn__registry_free(cairn__registry *r);
 
 /* ---- commit.c: checkpoint writes sharing commits ----------------------- */
 
-enum { CAIRN__START_ITEM, CAIRN__STEP_ITEM, CAIRN__FINISH_ITEM };
+/* The kinds, in the order a batch writes them. ENQUEUE is a cairn_start() to a queue. */
+enum { CAIRN__START_ITEM, CAIRN__STEP_ITEM, CAIRN__FINISH_ITEM, CAIRN__ENQUEUE_ITEM };
 
 typedef struct cairn__item {
     int kind;
     const char *id;     /* workflow ID */
     const char *name;   /* workflow name (START) or step name (STEP) */
-    const char *queue;  /* START */
-    const char *input;  /* START */
+    const char *queue;  /* START, ENQUEUE */
+    const char *input;  /* START, ENQUEUE */
+    int priority;       /* ENQUEUE */
+    int delay_ms;       /* ENQUEUE */
+    const char *partition_key; /* ENQUEUE */
     int step;           /* STEP */
     const char *status; /* FINISH */
     const char *output; /* STEP, FINISH: JSON or NULL */

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1177,10 +1178,29 @@ static void test_queued_start(void **state)
     T_RC(h, CAIRN_ECONFLICT, cairn_start(h, "tnap", "1", &dso, NULL));
     assert_string_equal(cairn_sqlstate(h), "23505");
 
+    /* An explicit ID (group-committed path): a repeat is the same workflow, another name a conflict. */
+    char *e1 = NULL, *e2 = NULL;
+    cairn_start_options eso = {.size = sizeof eso, .queue = q, .id = "qstart-explicit", .priority = 5,
+                               .partition_key = "pk"};
+    T_OK(h, cairn_start(h, "tnap", "2", &eso, &e1));
+    T_OK(h, cairn_start(h, "tnap", "3", &eso, &e2));
+    assert_string_equal(e1, "qstart-explicit");
+    assert_string_equal(e2, "qstart-explicit");
+    T_RC(h, CAIRN_ECONFLICT, cairn_start(h, "other_name", "2", &eso, NULL));
+    assert_int_equal(q_long1("SELECT count(*) FROM cairn.workflow_status WHERE id = $1 AND status = 'ENQUEUED'"
+                             " AND priority = 5 AND partition_key = 'pk'",
+                             "qstart-explicit"),
+                     1);
+    assert_int_equal(q_long1("SELECT count(*) FROM cairn.workflows WHERE id = $1 AND input::text = '2'",
+                             "qstart-explicit"),
+                     1);
+    cairn_free(e1);
+    cairn_free(e2);
+
     T_OK(h, cairn_start_workers(h));
     long samples = 0;
     long max = sample_max("SELECT count(*) FROM cairn.workflow_status WHERE queue = $1 AND status = 'PENDING'", q,
-                          QSTART_N + 1, &samples);
+                          QSTART_N + 2, &samples);
     for (int i = 0; i < QSTART_N; i++) {
         cairn_status st = CAIRN_STATUS_UNKNOWN;
         char *result = NULL, want[16];
@@ -1193,6 +1213,8 @@ static void test_queued_start(void **state)
     cairn_status st = CAIRN_STATUS_UNKNOWN;
     T_OK(h, cairn_await(h, d1, EVENTUALLY_MS, &st, NULL));
     assert_int_equal(st, CAIRN_STATUS_SUCCESS);
+    T_OK(h, cairn_await(h, "qstart-explicit", EVENTUALLY_MS, &st, NULL));
+    assert_int_equal(st, CAIRN_STATUS_SUCCESS);
     cairn_close(h);
     print_message("queued starts: at most %ld PENDING in %ld samples (concurrency 1)\n", max, samples);
     if (max > 1)
@@ -1200,11 +1222,71 @@ static void test_queued_start(void **state)
     assert_int_equal(q_long1("SELECT count(*) FROM cairn.workflow_status WHERE queue = $1 AND status = 'SUCCESS'"
                              " AND executor_id = 'qstart' AND started_at IS NOT NULL",
                              q),
-                     QSTART_N + 1);
+                     QSTART_N + 2);
     for (int i = 0; i < QSTART_N; i++)
         cairn_free(ids[i]);
     cairn_free(d1);
     cairn_free(d2);
+}
+
+/* ---- 12. queued starts from many threads share commits ----------------- */
+
+#define QTHREADS 8
+#define QPER 25
+
+typedef struct qstarter {
+    cairn *h;
+    int base;
+    int failures;
+    char msg[256];
+} qstarter;
+
+/* Starts QPER workflows through a queue and awaits each, checking its output. */
+static void *qstarter_main(void *arg)
+{
+    qstarter *t = arg;
+    for (int i = 0; i < QPER && !t->failures; i++) {
+        char in[16], *id = NULL, *out = NULL;
+        snprintf(in, sizeof in, "%d", t->base + i);
+        cairn_start_options so = {.size = sizeof so, .queue = "qmany_q"};
+        cairn_status st = CAIRN_STATUS_UNKNOWN;
+        int rc = cairn_start(t->h, "tnap", in, &so, &id);
+        if (rc == CAIRN_OK)
+            rc = cairn_await(t->h, id, EVENTUALLY_MS, &st, &out);
+        if (rc != CAIRN_OK || st != CAIRN_STATUS_SUCCESS || !out || strcmp(out, in) != 0) {
+            t->failures++;
+            snprintf(t->msg, sizeof t->msg, "start/await of input %s: rc %d, status %d, output %s", in, rc, (int)st,
+                     out ? out : "(none)");
+        }
+        cairn_free(id);
+        cairn_free(out);
+    }
+    return NULL;
+}
+
+static void test_queued_starts_from_threads(void **state)
+{
+    (void)state;
+    cairn *h = open_handle(&(handle_cfg){.executor = "qmany", .workers = 8, .poll_ms = 1000, .start = 1});
+    pthread_t th[QTHREADS];
+    qstarter ts[QTHREADS];
+    for (int i = 0; i < QTHREADS; i++) {
+        ts[i] = (qstarter){.h = h, .base = 1000 * (i + 1)};
+        assert_int_equal(pthread_create(&th[i], NULL, qstarter_main, &ts[i]), 0);
+    }
+    for (int i = 0; i < QTHREADS; i++) {
+        pthread_join(th[i], NULL);
+        if (ts[i].failures)
+            fail_msg("thread %d: %s", i, ts[i].msg);
+    }
+    cairn_close(h);
+    /* Each start made exactly one workflow, and each ran once. */
+    assert_int_equal(q_long1("SELECT count(*) FROM cairn.workflow_status WHERE queue = $1 AND status = 'SUCCESS'"
+                             " AND attempts = 1",
+                             "qmany_q"),
+                     QTHREADS * QPER);
+    assert_int_equal(q_long1("SELECT count(*) FROM cairn.workflow_status WHERE queue = $1", "qmany_q"),
+                     QTHREADS * QPER);
 }
 
 int main(void)
@@ -1222,6 +1304,7 @@ int main(void)
         cmocka_unit_test(test_versions),
         cmocka_unit_test(test_bad_input_and_json),
         cmocka_unit_test(test_queued_start),
+        cmocka_unit_test(test_queued_starts_from_threads),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
