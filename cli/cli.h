@@ -138,6 +138,17 @@ void cli_table_print(const cli_table *t, FILE *f);
 /* Free the table and its cells. NULL is a no-op. */
 void cli_table_free(cli_table *t);
 
+/* json.c: adds the row for one object of a JSON array to t; returns 0, or -1 when out of memory. */
+typedef int (*cli_row_fn)(cli_table *t, const json_t *obj);
+
+/*
+ * Print the JSON array text (a list the library returned) as a table with
+ * the given header, one row per element through add_row; "no <what>" when
+ * it is empty. Returns an exit status, having said what went wrong.
+ */
+int cli_print_json_table(const char *text, const char *what, size_t ncols, const char *const *header,
+                         const size_t *limits, cli_row_fn add_row);
+
 /*
  * Write text to f with control characters shown as '?', cut to at most max
  * characters (counting UTF-8 code points) with "..." when longer; max 0

@@ -108,54 +108,31 @@ static void list_help(void)
            LIST_USAGE);
 }
 
+static const char *const workflow_fields[] = {"id", "name", "status", "attempts", "created_at", "updated_at"};
+enum { WORKFLOW_COLS = sizeof(workflow_fields) / sizeof(workflow_fields[0]) };
+
+/* One workflow of the list as a table row. */
+static int add_workflow_row(cli_table *t, const json_t *row)
+{
+    char *cells[WORKFLOW_COLS];
+    int failed = 0;
+
+    for (size_t c = 0; c < WORKFLOW_COLS; c++)
+        cells[c] = cli_json_text(json_object_get(row, workflow_fields[c]), &failed);
+    if (!failed && cli_table_add(t, (const char *const *)cells) < 0)
+        failed = 1;
+    for (size_t c = 0; c < WORKFLOW_COLS; c++)
+        free(cells[c]);
+    return failed ? -1 : 0;
+}
+
 /* Print a JSON array of workflows as an aligned table. Returns an exit status. */
 static int print_workflow_table(const char *text)
 {
-    static const char *const fields[] = {"id", "name", "status", "attempts", "created_at", "updated_at"};
-    static const char *const header[] = {"ID", "NAME", "STATUS", "ATTEMPTS", "CREATED_AT", "UPDATED_AT"};
-    static const size_t limits[] = {40, 40, 0, 0, 0, 0};
-    enum { NCOLS = sizeof(fields) / sizeof(fields[0]) };
-    json_t *root = cli_parse_json(text);
-    cli_table *t;
-    int failed = 0;
-    size_t i;
-    json_t *row;
+    static const char *const header[WORKFLOW_COLS] = {"ID", "NAME", "STATUS", "ATTEMPTS", "CREATED_AT", "UPDATED_AT"};
+    static const size_t limits[WORKFLOW_COLS] = {40, 40, 0, 0, 0, 0};
 
-    if (root == NULL)
-        return CLI_EXIT_FAIL;
-    if (!json_is_array(root)) {
-        fprintf(stderr, "cairn: the library's list is not a JSON array\n");
-        json_decref(root);
-        return CLI_EXIT_FAIL;
-    }
-    if (json_array_size(root) == 0) {
-        printf("no workflows\n");
-        json_decref(root);
-        return CLI_EXIT_OK;
-    }
-
-    t = cli_table_new(NCOLS, limits);
-    if (t == NULL || cli_table_add(t, header) < 0)
-        failed = 1;
-    json_array_foreach(root, i, row) {
-        char *cells[NCOLS];
-
-        if (failed)
-            break;
-        for (size_t c = 0; c < NCOLS; c++)
-            cells[c] = cli_json_text(json_object_get(row, fields[c]), &failed);
-        if (!failed && cli_table_add(t, (const char *const *)cells) < 0)
-            failed = 1;
-        for (size_t c = 0; c < NCOLS; c++)
-            free(cells[c]);
-    }
-    if (!failed)
-        cli_table_print(t, stdout);
-    else
-        fprintf(stderr, "cairn: out of memory\n");
-    cli_table_free(t);
-    json_decref(root);
-    return failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    return cli_print_json_table(text, "workflows", WORKFLOW_COLS, header, limits, add_workflow_row);
 }
 
 /* Copy status with ASCII letters upper-cased, so --status success works too. */

@@ -47,67 +47,45 @@ static const char *age_text(long long ms, char *buf, size_t len)
     return buf;
 }
 
+enum { EXECUTOR_COLS = 9 };
+
+/* One executor of the list as a table row. */
+static int add_executor_row(cli_table *t, const json_t *e)
+{
+    static const char *const plain[] = {"id", "state", "running", "hostname", "pid", "app_version", "adopted_by"};
+    enum { NPLAIN = sizeof(plain) / sizeof(plain[0]) };
+    char *text_of[NPLAIN];
+    char age[32], lease[32];
+    const char *cells[EXECUTOR_COLS];
+    int failed = 0;
+
+    for (size_t k = 0; k < NPLAIN; k++)
+        text_of[k] = cli_json_text(json_object_get(e, plain[k]), &failed);
+    cells[0] = text_of[0];
+    cells[1] = text_of[1];
+    cells[2] = age_text(int_value(json_object_get(e, "heartbeat_age_ms")), age, sizeof(age));
+    cells[3] = NULL;
+    if (json_is_integer(json_object_get(e, "lease_ms"))) {
+        cli_format_duration(lease, sizeof(lease), (long long)json_integer_value(json_object_get(e, "lease_ms")));
+        cells[3] = lease;
+    }
+    for (size_t k = 2; k < NPLAIN; k++)
+        cells[k + 2] = text_of[k];
+    if (!failed && cli_table_add(t, cells) < 0)
+        failed = 1;
+    for (size_t k = 0; k < NPLAIN; k++)
+        free(text_of[k]);
+    return failed ? -1 : 0;
+}
+
 /* Print a JSON array of executors as an aligned table. Returns an exit status. */
 static int print_executor_table(const char *text)
 {
-    static const char *const header[] = {"ID",      "STATE",    "HEARTBEAT_AGE", "LEASE",     "RUNNING",
-                                         "HOSTNAME", "PID",     "APP_VERSION",   "ADOPTED_BY"};
-    static const size_t limits[] = {40, 0, 0, 0, 0, 30, 0, 30, 40};
-    enum { NCOLS = sizeof(header) / sizeof(header[0]) };
-    json_t *root = cli_parse_json(text);
-    cli_table *t;
-    int failed = 0;
-    size_t i;
-    json_t *e;
+    static const char *const header[EXECUTOR_COLS] = {"ID",       "STATE", "HEARTBEAT_AGE", "LEASE",     "RUNNING",
+                                                      "HOSTNAME", "PID",   "APP_VERSION",   "ADOPTED_BY"};
+    static const size_t limits[EXECUTOR_COLS] = {40, 0, 0, 0, 0, 30, 0, 30, 40};
 
-    if (root == NULL)
-        return CLI_EXIT_FAIL;
-    if (!json_is_array(root)) {
-        fprintf(stderr, "cairn: the library's executor list is not a JSON array\n");
-        json_decref(root);
-        return CLI_EXIT_FAIL;
-    }
-    if (json_array_size(root) == 0) {
-        printf("no executors\n");
-        json_decref(root);
-        return CLI_EXIT_OK;
-    }
-    t = cli_table_new(NCOLS, limits);
-    if (t == NULL || cli_table_add(t, header) < 0)
-        failed = 1;
-    json_array_foreach(root, i, e) {
-        static const char *const plain[] = {"id", "state", "running", "hostname", "pid", "app_version", "adopted_by"};
-        enum { NPLAIN = sizeof(plain) / sizeof(plain[0]) };
-        char *text_of[NPLAIN];
-        char age[32], lease[32];
-        const char *cells[NCOLS];
-
-        if (failed)
-            break;
-        for (size_t k = 0; k < NPLAIN; k++)
-            text_of[k] = cli_json_text(json_object_get(e, plain[k]), &failed);
-        cells[0] = text_of[0];
-        cells[1] = text_of[1];
-        cells[2] = age_text(int_value(json_object_get(e, "heartbeat_age_ms")), age, sizeof(age));
-        cells[3] = NULL;
-        if (json_is_integer(json_object_get(e, "lease_ms"))) {
-            cli_format_duration(lease, sizeof(lease), (long long)json_integer_value(json_object_get(e, "lease_ms")));
-            cells[3] = lease;
-        }
-        for (size_t k = 2; k < NPLAIN; k++)
-            cells[k + 2] = text_of[k];
-        if (!failed && cli_table_add(t, cells) < 0)
-            failed = 1;
-        for (size_t k = 0; k < NPLAIN; k++)
-            free(text_of[k]);
-    }
-    if (!failed)
-        cli_table_print(t, stdout);
-    else
-        fprintf(stderr, "cairn: out of memory\n");
-    cli_table_free(t);
-    json_decref(root);
-    return failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    return cli_print_json_table(text, "executors", EXECUTOR_COLS, header, limits, add_executor_row);
 }
 
 int cli_executors(int argc, char **argv, const cli_global *g)

@@ -38,3 +38,42 @@ char *cli_json_text(const json_t *v, int *failed)
         *failed = 1;
     return s;
 }
+
+int cli_print_json_table(const char *text, const char *what, size_t ncols, const char *const *header,
+                         const size_t *limits, cli_row_fn add_row)
+{
+    json_t *root = cli_parse_json(text);
+    cli_table *t;
+    int failed = 0;
+    size_t i;
+    json_t *row;
+
+    if (root == NULL)
+        return CLI_EXIT_FAIL;
+    if (!json_is_array(root)) {
+        fprintf(stderr, "cairn: the library's list of %s is not a JSON array\n", what);
+        json_decref(root);
+        return CLI_EXIT_FAIL;
+    }
+    if (json_array_size(root) == 0) {
+        printf("no %s\n", what);
+        json_decref(root);
+        return CLI_EXIT_OK;
+    }
+    t = cli_table_new(ncols, limits);
+    if (t == NULL || cli_table_add(t, header) < 0)
+        failed = 1;
+    json_array_foreach(root, i, row) {
+        if (failed || add_row(t, row) < 0) {
+            failed = 1;
+            break;
+        }
+    }
+    if (!failed)
+        cli_table_print(t, stdout);
+    else
+        fprintf(stderr, "cairn: out of memory\n");
+    cli_table_free(t);
+    json_decref(root);
+    return failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}

@@ -140,50 +140,24 @@ static void queue_cells(const json_t *q, const char *cells[QCOLS], char bufs[QCO
     cells[QCOL_CONFIGURED] = json_is_true(json_object_get(q, "configured")) ? "yes" : "no";
 }
 
+/* One queue of the list as a table row. */
+static int add_queue_row(cli_table *t, const json_t *q)
+{
+    const char *cells[QCOLS];
+    char bufs[QCOLS][CELL_MAX];
+
+    queue_cells(q, cells, bufs);
+    return cli_table_add(t, cells);
+}
+
 /* Print a JSON array of queues as an aligned table. Returns an exit status. */
 static int print_queue_table(const char *text)
 {
     static const char *const header[QCOLS] = {"NAME",    "CONCURRENCY", "WORKER_CONCURRENCY", "RATE",
                                               "PARTITION_CONCURRENCY", "ENQUEUED", "RUNNING", "CONFIGURED"};
     static const size_t limits[QCOLS] = {40};
-    json_t *root = cli_parse_json(text);
-    cli_table *t;
-    int failed = 0;
-    size_t i;
-    json_t *q;
 
-    if (root == NULL)
-        return CLI_EXIT_FAIL;
-    if (!json_is_array(root)) {
-        fprintf(stderr, "cairn: the library's queue list is not a JSON array\n");
-        json_decref(root);
-        return CLI_EXIT_FAIL;
-    }
-    if (json_array_size(root) == 0) {
-        printf("no queues\n");
-        json_decref(root);
-        return CLI_EXIT_OK;
-    }
-    t = cli_table_new(QCOLS, limits);
-    if (t == NULL || cli_table_add(t, header) < 0)
-        failed = 1;
-    json_array_foreach(root, i, q) {
-        const char *cells[QCOLS];
-        char bufs[QCOLS][CELL_MAX];
-
-        if (failed)
-            break;
-        queue_cells(q, cells, bufs);
-        if (cli_table_add(t, cells) < 0)
-            failed = 1;
-    }
-    if (!failed)
-        cli_table_print(t, stdout);
-    else
-        fprintf(stderr, "cairn: out of memory\n");
-    cli_table_free(t);
-    json_decref(root);
-    return failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    return cli_print_json_table(text, "queues", QCOLS, header, limits, add_queue_row);
 }
 
 /* Print one queue as "field value" lines, like `cairn show` prints a workflow. */
