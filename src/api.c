@@ -389,7 +389,15 @@ int cairn_start_workers(cairn *h)
     int rc = cairn__executor_start(h);
     if (rc != CAIRN_OK || h->workflows.count == 0)
         return rc;
-    rc = cairn__fleet_register(h, NULL);
+    /* The registered names, as the array recovery and every claim pass to the database. */
+    cairn__buf_init(&h->names);
+    cairn__buf_puts(&h->names, "{");
+    for (size_t i = 0; i < h->workflows.count; i++)
+        cairn__buf_array_elem(&h->names, h->workflows.items[i].name);
+    cairn__buf_puts(&h->names, "}");
+    if (h->names.oom)
+        return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    rc = cairn__fleet_register(h);
     if (rc == CAIRN_OK)
         rc = cairn__recover(h, NULL);
     if (rc != CAIRN_OK)

@@ -24,18 +24,8 @@ static int terminal(cairn_status s)
 static int await_local(cairn *h, cairn__run *r, long long deadline, cairn_status *status, char **result)
 {
     struct timespec ts;
-    if (deadline >= 0) {
-        long long left = deadline - cairn__now_ms();
-        clock_gettime(CLOCK_REALTIME, &ts);
-        if (left < 0)
-            left = 0;
-        ts.tv_sec += (time_t)(left / 1000);
-        ts.tv_nsec += (long)(left % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-    }
+    if (deadline >= 0)
+        cairn__abstime(deadline - cairn__now_ms(), &ts);
     pthread_mutex_lock(&h->run_lock);
     int timed_out = 0;
     while (!r->done && !timed_out) {

@@ -287,13 +287,6 @@ static void *dispatcher_main(void *arg)
 
 int cairn__dispatch_start(cairn *h)
 {
-    cairn__buf_init(&h->names);
-    cairn__buf_puts(&h->names, "{");
-    for (size_t i = 0; i < h->workflows.count; i++)
-        cairn__buf_array_elem(&h->names, h->workflows.items[i].name);
-    cairn__buf_puts(&h->names, "}");
-    if (h->names.oom)
-        return cairn__fail(CAIRN_ENOMEM, "out of memory");
     h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (h->wake_fd < 0)
         return cairn__fail(CAIRN_ENOMEM, "eventfd: %s", strerror(errno));

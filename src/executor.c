@@ -120,13 +120,7 @@ cairn__run *cairn__run_reserve(cairn *h, const char *id, const char *name, const
 int cairn__wait_reserve(cairn *h, const char *id, long long ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    cairn__abstime(ms, &ts);
     cairn__waiter w = {.id = id};
     pthread_cond_init(&w.cond, NULL);
     pthread_mutex_lock(&h->run_lock);
@@ -200,13 +194,7 @@ void cairn__run_submit(cairn *h, cairn__run *r)
 int cairn__sleep(cairn *h, long long ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    cairn__abstime(ms, &ts);
     pthread_mutex_lock(&h->run_lock);
     while (!atomic_load(&h->shutting_down)) {
         if (pthread_cond_timedwait(&h->sleep_cond, &h->run_lock, &ts) == ETIMEDOUT)
@@ -304,22 +292,11 @@ void cairn__executor_free(cairn *h)
 int cairn__recover(cairn *h, const char *id)
 {
     /* Only names this process can run are claimed; others stay for their workers. */
-    cairn__buf names;
-    cairn__buf_init(&names);
-    cairn__buf_puts(&names, "{");
-    for (size_t i = 0; i < h->workflows.count; i++)
-        cairn__buf_array_elem(&names, h->workflows.items[i].name);
-    cairn__buf_puts(&names, "}");
-    if (names.oom) {
-        cairn__buf_free(&names);
-        return cairn__fail(CAIRN_ENOMEM, "out of memory");
-    }
     char maxa[16];
     snprintf(maxa, sizeof maxa, "%d", h->max_attempts);
-    const char *vals[4] = {h->executor_id, maxa, names.data, id};
+    const char *vals[4] = {h->executor_id, maxa, h->names.data, id};
     PGresult *res = NULL;
     int rc = cairn__query(h, CAIRN__Q_CLAIM, 4, vals, &res);
-    cairn__buf_free(&names);
     if (rc != CAIRN_OK)
         return rc;
     int resumed = 0, dead = 0;

@@ -12,9 +12,8 @@
 
 #include "internal.h"
 
-int cairn__fleet_register(cairn *h, PGconn *pg)
+int cairn__fleet_register(cairn *h)
 {
-    (void)pg;
     cairn__uuid7(h->instance);
     char lease[16], pid[16], host[256];
     snprintf(lease, sizeof lease, "%d", h->lease_ms);
@@ -83,7 +82,7 @@ int cairn__fleet_heartbeat(cairn *h, PGconn *pg)
                h->executor_id, standing);
     PQclear(r);
     lose_everything(h);
-    int rc = cairn__fleet_register(h, pg);
+    int rc = cairn__fleet_register(h);
     return rc < 0 ? rc : 0;
 }
 

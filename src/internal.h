@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <time.h>
 #include <libpq-fe.h>
 
 #include "cairn.h"
@@ -46,6 +47,8 @@ int cairn__check_name(const char *what, const char *s, char *err, size_t errlen)
 void cairn__uuid7(char out[37]);
 /* Milliseconds on the monotonic clock. */
 long long cairn__now_ms(void);
+/* The CLOCK_REALTIME instant ms milliseconds from now, for pthread_cond_timedwait(). */
+void cairn__abstime(long long ms, struct timespec *ts);
 /* A JSON object {"message": msg, <extra members>} built with jansson; malloc'd. */
 char *cairn__error_json(const char *message, const char *step, int attempts);
 
@@ -255,7 +258,7 @@ void cairn__dispatch_poke(cairn *h);
 /* ---- fleet.c: this executor's row, heartbeats, handing work back -------- */
 
 /* Register (or take over) this executor ID with a new instance. */
-int cairn__fleet_register(cairn *h, PGconn *pg);
+int cairn__fleet_register(cairn *h);
 /* Heartbeat on pg; adopts dead executors' work. Returns the number adopted, or a negative code. */
 int cairn__fleet_heartbeat(cairn *h, PGconn *pg);
 /* Hand every workflow this executor owns back to its queue and mark the executor STOPPED. */

@@ -164,6 +164,19 @@ int cairn__check_name(const char *what, const char *s, char *err, size_t errlen)
     return CAIRN_OK;
 }
 
+void cairn__abstime(long long ms, struct timespec *ts)
+{
+    if (ms < 0)
+        ms = 0;
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 /*
  * UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. The
  * time prefix keeps new IDs at the right edge of the primary-key B-tree.
