@@ -37,7 +37,6 @@
 #define STEPS_PER_WORKFLOW 3
 #define ITEMS_PER_WORKFLOW (STEPS_PER_WORKFLOW + 2) /* start, three checkpoints, finish */
 #define MAX_INFLIGHT_RUNS 8
-#define AWAIT_TIMEOUT_MS 60000
 
 /* ---- command line ---------------------------------------------------- */
 
@@ -286,19 +285,7 @@ static cairn *open_handle(const config *cfg, const char *conninfo, const char *e
 /* Starts one workflow and waits for it; returns its latency in seconds. */
 static double one_workflow(cairn *h)
 {
-    double t0 = now_s();
-    char *id = NULL;
-    int rc = cairn_start(h, WORKFLOW_NAME, NULL, NULL, &id);
-    if (rc != CAIRN_OK)
-        die("cairn_start: %s: %s", cairn_strerror(rc), cairn_errmsg(h));
-    cairn_status st = CAIRN_STATUS_UNKNOWN;
-    rc = cairn_await(h, id, AWAIT_TIMEOUT_MS, &st, NULL);
-    if (rc != CAIRN_OK)
-        die("cairn_await %s: %s: %s", id, cairn_strerror(rc), cairn_errmsg(h));
-    if (st != CAIRN_STATUS_SUCCESS)
-        die("workflow %s ended %s", id, cairn_status_name(st));
-    cairn_free(id);
-    return now_s() - t0;
+    return bench_start_await(h, WORKFLOW_NAME, NULL);
 }
 
 /* One client thread of a concurrent phase: start a workflow, await it, repeat. */

@@ -54,7 +54,6 @@
 #define BENCH_QUEUE "cairn_bench"
 #define BENCH_NAMES "'" ENQ_WORKFLOW "', '" NOOP_WORKFLOW "', '" STEP3_WORKFLOW "'"
 #define MAX_LIST 4
-#define AWAIT_TIMEOUT_MS 60000
 
 /* ---- command line ---------------------------------------------------- */
 
@@ -808,25 +807,11 @@ static atomic_llong run_done;
 
 static double one_workflow(cairn *h, int queued)
 {
-    double t0 = now_s();
     cairn_start_options so;
     memset(&so, 0, sizeof so);
     so.size = sizeof so;
     so.queue = BENCH_QUEUE;
-    char *id = NULL;
-    int rc = cairn_start(h, STEP3_WORKFLOW, NULL, queued ? &so : NULL, &id);
-    if (rc != CAIRN_OK)
-        die("cairn_start: %s: %s", cairn_strerror(rc), cairn_errmsg(h));
-    cairn_status st = CAIRN_STATUS_UNKNOWN;
-    char *result = NULL;
-    rc = cairn_await(h, id, AWAIT_TIMEOUT_MS, &st, &result);
-    if (rc != CAIRN_OK)
-        die("cairn_await %s: %s: %s", id, cairn_strerror(rc), cairn_errmsg(h));
-    if (st != CAIRN_STATUS_SUCCESS)
-        die("workflow %s ended %s: %s", id, cairn_status_name(st), result ? result : "");
-    cairn_free(result);
-    cairn_free(id);
-    return now_s() - t0;
+    return bench_start_await(h, STEP3_WORKFLOW, queued ? &so : NULL);
 }
 
 static void *client_main(void *arg)

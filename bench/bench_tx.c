@@ -46,7 +46,6 @@
 #define DRAIN_WORKFLOW "cairn_bench_drain"
 #define MAX_INFLIGHT_RUNS 8
 #define MAX_TX_CONNS 1024
-#define AWAIT_TIMEOUT_MS 60000
 
 /* ---- command line ---------------------------------------------------- */
 
@@ -335,21 +334,7 @@ static atomic_llong run_done;
 
 static double one_workflow(cairn *h)
 {
-    double t0 = now_s();
-    char *id = NULL;
-    int rc = cairn_start(h, TX_WORKFLOW, NULL, NULL, &id);
-    if (rc != CAIRN_OK)
-        die("cairn_start: %s: %s", cairn_strerror(rc), cairn_errmsg(h));
-    cairn_status st = CAIRN_STATUS_UNKNOWN;
-    char *result = NULL;
-    rc = cairn_await(h, id, AWAIT_TIMEOUT_MS, &st, &result);
-    if (rc != CAIRN_OK)
-        die("cairn_await %s: %s: %s", id, cairn_strerror(rc), cairn_errmsg(h));
-    if (st != CAIRN_STATUS_SUCCESS)
-        die("workflow %s ended %s: %s", id, cairn_status_name(st), result ? result : "");
-    cairn_free(result);
-    cairn_free(id);
-    return now_s() - t0;
+    return bench_start_await(h, TX_WORKFLOW, NULL);
 }
 
 static void *client_main(void *arg)

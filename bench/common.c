@@ -34,6 +34,28 @@ double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+double bench_start_await(cairn *h, const char *workflow, const cairn_start_options *opts)
+{
+    double t0 = now_s();
+    char *id = NULL;
+    int rc = cairn_start(h, workflow, NULL, opts, &id);
+    if (rc != CAIRN_OK)
+        die("cairn_start: %s: %s", cairn_strerror(rc), cairn_errmsg(h));
+    cairn_status st = CAIRN_STATUS_UNKNOWN;
+    rc = cairn_await(h, id, 60000, &st, NULL);
+    if (rc != CAIRN_OK)
+        die("cairn_await %s: %s: %s", id, cairn_strerror(rc), cairn_errmsg(h));
+    double took = now_s() - t0;
+    if (st != CAIRN_STATUS_SUCCESS) {
+        /* Only now fetch the error, so that the measured path copies no result. */
+        char *result = NULL;
+        cairn_await(h, id, 0, &st, &result);
+        die("workflow %s ended %s: %s", id, cairn_status_name(st), result ? result : "");
+    }
+    cairn_free(id);
+    return took;
+}
+
 void sleep_s(double s)
 {
     struct timespec ts;

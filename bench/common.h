@@ -32,6 +32,11 @@ double median(double *v, int n);
 const char *num(char *buf, size_t len, double v, int decimals);
 /* The 1-minute load average, or -1 where /proc/loadavg does not exist. */
 double load_average(void);
+/*
+ * Starts workflow `workflow` (input null, opts may be NULL) and awaits it for
+ * up to a minute; dies unless it ends SUCCESS. Returns its latency in seconds.
+ */
+double bench_start_await(cairn *h, const char *workflow, const cairn_start_options *opts);
 
 /* ---- counting the library's libpq calls ------------------------------ */
 
