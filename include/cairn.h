@@ -63,7 +63,9 @@ enum {
     CAIRN_ENOMEM = -12,    /* out of memory */
     CAIRN_EMISUSE = -13,   /* the call is not allowed in the handle's current state */
     CAIRN_ESCHEMA = -14,   /* the database schema cannot be used by this library */
-    CAIRN_EFAIL = -15      /* generic failure reported by workflow or step code */
+    CAIRN_EFAIL = -15,     /* generic failure reported by workflow or step code */
+    CAIRN_ESUSPENDED = -16 /* the workflow waits without a thread: return from the workflow function at once;
+                              it resumes by replay when the wait ends */
 };
 
 /* Workflow status, as stored in cairn.workflows.status. */
@@ -119,6 +121,10 @@ typedef struct cairn_options {
                                            cairn_start_workers()); NULL: any. Copied by cairn_open(). */
     const char *const *queues; /* NULL-terminated list of the queues this handle claims from; NULL: every queue.
                                   Copied by cairn_open(). */
+    int suspend_after_ms;      /* a wait (cairn_sleep(), cairn_recv(), ...) with more than this left releases its
+                                  thread: the workflow is suspended and resumed by replay, on any executor that
+                                  can run it, when the wait ends; shorter waits keep the thread; 0: 1000;
+                                  negative: suspend every wait that cannot end at once */
 } cairn_options;
 
 /*
@@ -401,6 +407,133 @@ CAIRN_API int cairn_step_fail(cairn_step_ctx *step, const char *fmt, ...) CAIRN_
  */
 CAIRN_API int cairn_step_fail_pg(cairn_step_ctx *step, const PGresult *res);
 
+/*
+ * ---- Waiting, messages, events and streams inside a workflow ----------
+ *
+ * Each call below takes the workflow's next step position, like
+ * cairn_step(), and is recorded, so replay returns what the first
+ * execution saw. A wait that has more than cairn_options.suspend_after_ms
+ * left returns CAIRN_ESUSPENDED: the workflow's thread is released and
+ * the workflow, still PENDING but owned by no executor, is resumed by
+ * replay when the wait ends (on any executor that serves its queue and
+ * runs its name). Workflow code must then return at once, passing the
+ * code on; what it returns is ignored. Like CAIRN_ESHUTDOWN, it is the
+ * library's request to stop, not a failure.
+ */
+
+/*
+ * Durable sleep for ms milliseconds (>= 0). The wake-up time is recorded on
+ * the database clock when the sleep is first reached, so a replayed or
+ * resumed workflow sleeps only what remains. CAIRN_OK once the time has
+ * come; CAIRN_ESUSPENDED or CAIRN_ESHUTDOWN as above.
+ */
+CAIRN_API int cairn_sleep(cairn_ctx *ctx, long long ms);
+
+/* Durable sleep until epoch_ms (milliseconds since 1970, database clock); a past time returns at once. */
+CAIRN_API int cairn_sleep_until(cairn_ctx *ctx, long long epoch_ms);
+
+/*
+ * Receive the oldest message sent to this workflow on topic, waiting up to
+ * timeout_ms (negative: forever; 0: do not wait). Each message is consumed
+ * exactly once, in the order the sends committed per topic, and its
+ * consumption is recorded with the step, so replay returns the same
+ * message. On CAIRN_OK *message receives the message's JSON text; free it
+ * with cairn_free(). CAIRN_ETIMEDOUT when the time ran out (and on every
+ * replay of this receive after that); CAIRN_ESUSPENDED, CAIRN_ESHUTDOWN.
+ */
+CAIRN_API int cairn_recv(cairn_ctx *ctx, const char *topic, int timeout_ms, char **message);
+
+/*
+ * Send a message from a workflow, as a step: it is sent exactly once
+ * however often the workflow is replayed. CAIRN_ENOTFOUND if no workflow
+ * has ID workflow_id.
+ */
+CAIRN_API int cairn_ctx_send(cairn_ctx *ctx, const char *workflow_id, const char *topic, const char *message);
+
+/*
+ * Send a message from outside any workflow, in its own transaction on one
+ * of the handle's connections (cairn_send() sends inside the caller's own
+ * transaction). message_id (may be NULL) makes the send idempotent.
+ */
+CAIRN_API int cairn_send_message(cairn *h, const char *workflow_id, const char *topic, const char *message,
+                                 const char *message_id);
+
+/*
+ * Start a child workflow from a workflow, as a step: the child's ID is
+ * "<parent id>/<step number>" unless opts->id sets one, and replay returns
+ * the same ID without starting it again. opts as for cairn_start() (queue,
+ * priority, ...; NULL: enqueue on "default"); the child is always enqueued,
+ * to be claimed by any executor that runs its name. *id_out (may be NULL)
+ * receives the ID; free it with cairn_free().
+ */
+CAIRN_API int cairn_start_child(cairn_ctx *ctx, const char *workflow, const char *input,
+                                const cairn_start_options *opts, char **id_out);
+
+/*
+ * Wait, as a durable wait, up to timeout_ms (negative: forever) for
+ * workflow workflow_id (a child or any other) to finish. On CAIRN_OK
+ * *status receives its final status and *result (may be NULL) its output
+ * or error JSON (free with cairn_free()); the outcome is recorded, so
+ * replay returns it again. CAIRN_ETIMEDOUT (recorded too),
+ * CAIRN_ENOTFOUND, CAIRN_ESUSPENDED, CAIRN_ESHUTDOWN.
+ */
+CAIRN_API int cairn_ctx_await(cairn_ctx *ctx, const char *workflow_id, int timeout_ms, cairn_status *status,
+                              char **result);
+
+/* ---- Events: a workflow's latest key/value announcements ---------------- */
+
+/*
+ * Publish event key (a name, at most 200 bytes) of this workflow with JSON
+ * value (NULL: JSON null), replacing any earlier value of the key. A step:
+ * the value is written exactly once, in the same transaction as its
+ * checkpoint, however often the workflow is replayed.
+ */
+CAIRN_API int cairn_set_event(cairn_ctx *ctx, const char *key, const char *value);
+
+/*
+ * Read the latest value of event key of workflow workflow_id, waiting up to
+ * timeout_ms (0: do not wait; negative: forever) for it to be published.
+ * On CAIRN_OK *value receives the JSON text; free it with cairn_free().
+ * CAIRN_ETIMEDOUT if it was not published in time (at once if the workflow
+ * has finished without publishing it), CAIRN_ENOTFOUND if no workflow has
+ * that ID. Any thread; outside workflows.
+ */
+CAIRN_API int cairn_get_event(cairn *h, const char *workflow_id, const char *key, int timeout_ms, char **value);
+
+/* ---- Streams: ordered values a workflow appends while it runs ----------- */
+
+/*
+ * Append JSON value to stream `stream` (a name) of this workflow, as a
+ * step: exactly once, however often the workflow is replayed. Values get
+ * offsets 0, 1, 2, ... in the order they were appended.
+ */
+CAIRN_API int cairn_stream_write(cairn_ctx *ctx, const char *stream, const char *value);
+
+/*
+ * Append from inside a running step (e.g. tokens as a model produces them),
+ * in its own transaction, at once. At-least-once: if the step's attempt is
+ * retried or replayed after a crash, what the attempt wrote stays and the
+ * new attempt appends again; readers can tell attempts apart by
+ * cairn_step_attempt() if the step puts it in the value.
+ */
+CAIRN_API int cairn_step_stream_write(cairn_step_ctx *step, const char *stream, const char *value);
+
+/* Close stream `stream` of this workflow, as a step; readers see the end. A finished workflow's streams read as closed. */
+CAIRN_API int cairn_stream_close(cairn_ctx *ctx, const char *stream);
+
+/*
+ * Read stream `stream` of workflow workflow_id from offset (0: the first
+ * value), waiting up to timeout_ms (0: no wait; negative: forever) until at
+ * least one value is there or the stream is closed. On CAIRN_OK *values
+ * receives a JSON array of up to max_values values (0: 1000) in order (free
+ * with cairn_free()), *next_offset the offset to read from next, and
+ * *closed (may be NULL) non-zero once the stream is closed and every value
+ * has been read. CAIRN_ETIMEDOUT if nothing came in time; CAIRN_ENOTFOUND
+ * if no workflow has that ID.
+ */
+CAIRN_API int cairn_stream_read(cairn *h, const char *workflow_id, const char *stream, long long offset,
+                                int max_values, int timeout_ms, char **values, long long *next_offset, int *closed);
+
 /* Options for cairn_enqueue(); zero-initialise and set size. */
 typedef struct cairn_enqueue_options {
     size_t size;           /* sizeof(cairn_enqueue_options) */
@@ -488,6 +621,44 @@ CAIRN_API int cairn_queue_delete(cairn *h, const char *queue);
  * "running" (workflows it owns now), "adopted_by"}. Free with cairn_free().
  */
 CAIRN_API int cairn_executors(cairn *h, char **json);
+
+/* ---- Cron schedules, stored in the database ------------------------------ */
+
+/* A schedule; zero-initialise and set size. */
+typedef struct cairn_schedule_options {
+    size_t size;          /* sizeof(cairn_schedule_options) */
+    const char *workflow; /* the workflow to start at each tick (need not be registered here); required */
+    const char *cron;     /* "minute hour day-of-month month day-of-week": numbers, '*', ranges a-b, lists a,b,
+                             steps a-b/n (and '*' followed by /n), month and day names (jan, mon); required */
+    const char *timezone; /* IANA zone the cron fields are read in, e.g. "Europe/Paris"; NULL: "UTC" */
+    const char *input;    /* JSON passed to every run as "input" (see cairn_schedule_set()); NULL: null */
+    const char *queue;    /* queue the runs are enqueued on; NULL: "default" */
+    int backfill;         /* non-zero: ticks missed while no executor was live are started late, all of them
+                             (at most 1000 per schedule); zero: missed ticks are skipped */
+    int paused;           /* non-zero: create or leave the schedule paused */
+} cairn_schedule_options;
+
+/*
+ * Create schedule `name` or replace its definition. At each tick exactly
+ * one run is enqueued across the whole fleet, with ID
+ * "<name>@<tick in UTC, ISO 8601>" and input {"schedule": name, "tick":
+ * "<tick>", "input": <input>}. Ticks are fired by the dispatchers of live
+ * executors (any handle with running workers).
+ */
+CAIRN_API int cairn_schedule_set(cairn *h, const char *name, const cairn_schedule_options *opts);
+
+/* Pause (paused non-zero) or resume schedule `name`; resuming does not fire the ticks missed while paused. */
+CAIRN_API int cairn_schedule_pause(cairn *h, const char *name, int paused);
+
+/* Delete schedule `name`; runs already enqueued stay. CAIRN_ENOTFOUND if there is none. */
+CAIRN_API int cairn_schedule_delete(cairn *h, const char *name);
+
+/*
+ * Every schedule as a JSON array of {"name", "workflow", "cron", "timezone",
+ * "input", "queue", "backfill", "paused", "last_tick", "next_tick"}, by
+ * name. Free with cairn_free().
+ */
+CAIRN_API int cairn_schedule_list(cairn *h, char **json);
 
 /*
  * Check that text is one JSON value in UTF-8 (RFC 8259, nesting at most 1000

@@ -328,6 +328,15 @@ static int check_registration(cairn *h, const char *name, int has_fn)
     return CAIRN_OK;
 }
 
+/* Step names starting with "cairn." are the library's own (waits, sends, events, ...). */
+static int check_step_name(const char *name)
+{
+    if (strncmp(name, "cairn.", 6) == 0)
+        return cairn__fail(CAIRN_EINVAL, "step names starting with \"cairn.\" are reserved for the library: '%s'",
+                           name);
+    return CAIRN_OK;
+}
+
 int cairn_register_workflow(cairn *h, const char *name, cairn_workflow_fn fn, void *udata)
 {
     cairn__clear_error();
@@ -342,6 +351,8 @@ int cairn_register_step(cairn *h, const char *name, cairn_step_fn fn, void *udat
 {
     cairn__clear_error();
     int rc = check_registration(h, name, fn != NULL);
+    if (rc == CAIRN_OK)
+        rc = check_step_name(name);
     if (rc != CAIRN_OK)
         return rc;
     if (retry && (retry->max_attempts < 0 || retry->base_ms < 0 || retry->factor < 0 || retry->cap_ms < 0))
@@ -359,6 +370,8 @@ int cairn_register_tx_step(cairn *h, const char *name, cairn_tx_step_fn fn, void
 {
     cairn__clear_error();
     int rc = check_registration(h, name, fn != NULL);
+    if (rc == CAIRN_OK)
+        rc = check_step_name(name);
     if (rc != CAIRN_OK)
         return rc;
     if (opts && opts->size == 0)

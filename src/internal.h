@@ -285,6 +285,33 @@ struct cairn_step_ctx {
     char sqlstate[6];   /* set by cairn_step_fail_pg() */
 };
 
+/* A workflow's execution, as its code sees it through cairn_ctx. */
+struct cairn_ctx {
+    cairn *h;
+    cairn__run *run;
+    cairn__ckpt *rec;     /* recorded checkpoints, by position */
+    int nrec;
+    int next;             /* position of the next step, from 1 */
+    int nondet;           /* replay diverged; the workflow fails whatever it returns */
+    int abandoned;        /* the handle is closing; leave the workflow PENDING */
+    int suspended;        /* the workflow waits without a thread; it resumes by replay */
+    char *fail_msg;       /* set by cairn_fail() */
+    char errmsg[512];     /* the last failed step's message */
+    cairn__conn *txc;     /* the executor thread's connection for transactional steps */
+};
+
+cairn *cairn__ctx_handle(cairn_ctx *ctx);
+
+/*
+ * Run e as the workflow's next step, recorded under `name`, or return the
+ * recording when the position was recorded before. The library's own
+ * operations (events, streams, sends, ...) are steps whose names start
+ * with "cairn." (a prefix cairn_register_step() refuses) and whose entry,
+ * often built on the caller's stack with its arguments in udata, has a tx
+ * function: their writes commit with their checkpoint. input is valid JSON.
+ */
+int cairn__step_run(cairn_ctx *ctx, const char *name, const cairn__entry *e, const char *input, char **output);
+
 /* Run workflow r on the calling executor thread; txc is the thread's connection for transactional steps. */
 void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc);
 

@@ -12,20 +12,8 @@
 
 #include "internal.h"
 
-struct cairn_ctx {
-    cairn *h;
-    cairn__run *run;
-    cairn__ckpt *rec;     /* recorded checkpoints, by position */
-    int nrec;
-    int next;             /* position of the next step, from 1 */
-    int nondet;           /* replay diverged; the workflow fails whatever it returns */
-    int abandoned;        /* the handle is closing; leave the workflow PENDING */
-    char *fail_msg;       /* set by cairn_fail() */
-    char errmsg[512];     /* the last failed step's message */
-    cairn__conn *txc;     /* the executor thread's connection for transactional steps */
-};
 
-
+cairn *cairn__ctx_handle(cairn_ctx *ctx) { return ctx->h; }
 const char *cairn_ctx_id(const cairn_ctx *ctx) { return ctx->run->id; }
 const char *cairn_ctx_name(const cairn_ctx *ctx) { return ctx->run->name; }
 int cairn_ctx_attempt(const cairn_ctx *ctx) { return ctx->run->attempt; }
@@ -219,7 +207,6 @@ int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **outpu
         return cairn__fail(CAIRN_ETOOBIG, "step input is %zu bytes; the limit is %zu", inlen, h->max_payload);
     if (cairn_json_check(input, inlen, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EJSON, "step input: %s", err);
-
     int number = ctx->next;
     if (number <= ctx->nrec && ctx->rec[number].name) {
         ctx->next++;
@@ -229,6 +216,25 @@ int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **outpu
     const cairn__entry *e = cairn__registry_find(&h->steps, name);
     if (!e)
         return cairn__fail(CAIRN_ENOTFOUND, "no step is registered as '%s'", name);
+    return cairn__step_run(ctx, name, e, input, output);
+}
+
+int cairn__step_run(cairn_ctx *ctx, const char *name, const cairn__entry *e, const char *input, char **output)
+{
+    cairn *h = ctx->h;
+    char err[256];
+    if (output)
+        *output = NULL;
+    if (ctx->nondet)
+        return cairn__fail(CAIRN_ENONDET, "%s", ctx->errmsg);
+    if (ctx->abandoned || atomic_load(&h->shutting_down) || cairn__run_lost(h, ctx->run))
+        return abandon(ctx);
+    int number = ctx->next;
+    if (number <= ctx->nrec && ctx->rec[number].name) {
+        ctx->next++;
+        cairn__ckpt *c = &ctx->rec[number];
+        return replay(ctx, name, c->name, c->output, c->error, number, output);
+    }
     /* About to run new work: not if another executor may own the workflow by now. */
     if (cairn__fleet_fence(h, ctx->run))
         return abandon(ctx);
