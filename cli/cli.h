@@ -31,6 +31,10 @@ int cli_list(int argc, char **argv, const cli_global *g);
 int cli_show(int argc, char **argv, const cli_global *g);
 int cli_queue(int argc, char **argv, const cli_global *g);
 int cli_executors(int argc, char **argv, const cli_global *g);
+int cli_send(int argc, char **argv, const cli_global *g);
+int cli_event(int argc, char **argv, const cli_global *g);
+int cli_stream(int argc, char **argv, const cli_global *g);
+int cli_schedule(int argc, char **argv, const cli_global *g);
 
 /* db.c: the database, for the subcommands that use one. */
 

@@ -273,6 +273,17 @@ void cairn__fleet_release_one(cairn *h, const char *id);
  */
 int cairn__fleet_fence(cairn *h, cairn__run *r);
 
+/* ---- cron.c: firing the ticks of cron schedules ------------------------- */
+
+/*
+ * Enqueue the runs of every due tick of every unpaused schedule, on pg (the
+ * dispatcher's connection), exactly once across the fleet. *next_ms
+ * receives the milliseconds until the next tick of any unpaused schedule,
+ * or -1 when there is none. Returns CAIRN_OK or a negative code (the
+ * dispatcher retries at its next round).
+ */
+int cairn__cron_fire(cairn *h, PGconn *pg, long long *next_ms);
+
 /* ---- step.c: executing one workflow ----------------------------------- */
 
 struct cairn_step_ctx {

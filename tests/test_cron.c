@@ -1,0 +1,2 @@
+/* Placeholder: filled in by the change that implements it. */
+int main(void) { return 0; }
