@@ -287,6 +287,7 @@ int cairn__cron_fire(cairn *h, PGconn *pg, long long *next_ms);
 /* ---- step.c: executing one workflow ----------------------------------- */
 
 struct cairn_step_ctx {
+    cairn *h;           /* the handle running the step */
     const char *workflow_id;
     const char *name;
     int number;

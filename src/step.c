@@ -242,6 +242,7 @@ int cairn__step_run(cairn_ctx *ctx, const char *name, const cairn__entry *e, con
 
     cairn_step_ctx s;
     memset(&s, 0, sizeof s);
+    s.h = h;
     s.workflow_id = ctx->run->id;
     s.name = name;
     s.number = number;
