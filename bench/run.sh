@@ -12,6 +12,8 @@
 #                                          in bench/enqueue_variants.sql
 #   bench/run.sh queue [ARGS]              bench_queue: enqueue and drain rates, queued against
 #                                          direct starts, and an idle worker's statements per second
+#   bench/run.sh wait [ARGS]               bench_wait: 100,000 workflows sleeping at once on one
+#                                          worker: threads, memory, connections, lateness
 #   bench/run.sh all                       core, tx, enqueue and queue on one server, then every target
 #
 # With CAIRN_DATABASE_URL set, the benchmarks run against that server
@@ -34,7 +36,7 @@ jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 
 what=core
 case "${1:-}" in
-  core | tx | enqueue | enqueue-variants | queue | all) what=$1; shift ;;
+  core | tx | enqueue | enqueue-variants | queue | wait | all) what=$1; shift ;;
 esac
 if [ "$what" = all ] && [ $# -gt 0 ]; then
   echo "run.sh: 'all' runs each benchmark with its defaults and takes no arguments" >&2
@@ -45,6 +47,7 @@ case $what in
   tx) programs=(bench_tx) ;;
   enqueue | enqueue-variants) programs=(bench_enqueue) ;;
   queue) programs=(bench_queue) ;;
+  wait) programs=(bench_wait) ;;
   all) programs=(bench_core bench_tx bench_enqueue bench_queue) ;;
 esac
 

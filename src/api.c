@@ -34,6 +34,7 @@ const char *cairn_strerror(int code)
     case CAIRN_ESTEP: return "step failed";
     case CAIRN_ENONDET: return "non-deterministic workflow";
     case CAIRN_ESHUTDOWN: return "shutting down";
+    case CAIRN_ESUSPENDED: return "suspended until its wait ends";
     case CAIRN_ENOMEM: return "out of memory";
     case CAIRN_EMISUSE: return "API misuse";
     case CAIRN_ESCHEMA: return "schema error";
@@ -170,6 +171,7 @@ int cairn_open(cairn **out, const cairn_options *opts)
     h->flags = OPT(opts, flags, 0u);
     h->poll_interval_ms = OPT(opts, poll_interval_ms, 1000);
     h->lease_ms = OPT(opts, lease_ms, CAIRN__DEFAULT_LEASE_MS);
+    h->suspend_after_ms = OPT(opts, suspend_after_ms, 1000);
     const char *app_version = OPT(opts, app_version, (const char *)NULL);
     h->log = OPT(opts, log, (cairn_log_fn)NULL);
     h->log_udata = OPT(opts, log_udata, (void *)NULL);

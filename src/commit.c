@@ -19,6 +19,8 @@
 
 #include "internal.h"
 
+#define KINDS 5 /* START, STEP, FINISH, ENQUEUE, SUSPEND */
+
 int cairn__commit_init(cairn *h)
 {
     h->commit_conns = calloc((size_t)h->commit_conns_n, sizeof *h->commit_conns);
@@ -105,6 +107,13 @@ static void set_item_error(cairn__item *it, int rc, const PGresult *r, PGconn *p
 static void item_params(const cairn *h, const cairn__item *it, const char *v[8], char stepno[16], char num[2][16])
 {
     switch (it->kind) {
+    case CAIRN__SUSPEND_ITEM:
+        snprintf(stepno, 16, "%d", it->step);
+        if (it->wake_ms >= 0)
+            snprintf(num[0], 16, "%lld", it->wake_ms);
+        v[0] = it->id, v[1] = it->step > 0 ? stepno : NULL, v[2] = it->name, v[3] = it->output;
+        v[4] = it->wake_ms >= 0 ? num[0] : NULL, v[5] = it->waiting, v[6] = h->executor_id;
+        break;
     case CAIRN__ENQUEUE_ITEM:
         snprintf(num[0], 16, "%d", it->priority);
         snprintf(num[1], 16, "%d", it->delay_ms);
@@ -139,19 +148,21 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
      * travel as one array per column to the batch statement. The executor
      * ID is a plain parameter either way.
      */
-    static const int single_stmt[4] = {CAIRN__Q_START1, CAIRN__Q_STEP1, CAIRN__Q_FINISH1, CAIRN__Q_ENQUEUE1};
-    static const int batch_stmt[4] = {CAIRN__Q_START, CAIRN__Q_STEP, CAIRN__Q_FINISH, CAIRN__Q_ENQUEUE_BATCH};
-    static const int array_cols[4] = {4, 5, 4, 7};
-    static const int nparams[4] = {6, 5, 5, 8};
-    batch_arrays arr[4];
-    int count[4] = {0, 0, 0, 0};
-    const cairn__item *lone[4] = {NULL, NULL, NULL, NULL};
+    static const int single_stmt[KINDS] = {CAIRN__Q_START1, CAIRN__Q_STEP1, CAIRN__Q_FINISH1, CAIRN__Q_ENQUEUE1,
+                                           CAIRN__Q_SUSPEND1};
+    static const int batch_stmt[KINDS] = {CAIRN__Q_START, CAIRN__Q_STEP, CAIRN__Q_FINISH, CAIRN__Q_ENQUEUE_BATCH,
+                                          CAIRN__Q_SUSPEND};
+    static const int array_cols[KINDS] = {4, 5, 4, 7, 6};
+    static const int nparams[KINDS] = {6, 5, 5, 8, 7};
+    batch_arrays arr[KINDS];
+    int count[KINDS] = {0};
+    const cairn__item *lone[KINDS] = {NULL};
     for (int i = 0; i < n; i++) {
         items[i]->applied = 0;
         count[items[i]->kind]++;
         lone[items[i]->kind] = items[i];
     }
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < KINDS; k++)
         arrays_init(&arr[k], count[k] > 1 ? array_cols[k] : 0);
     const char *v[8];
     char stepno[16], num[2][16];
@@ -164,7 +175,7 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
             cairn__buf_array_elem(&arr[k].a[col], v[col]);
     }
     int rc = CAIRN_OK;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < KINDS; k++) {
         int cols = count[k] > 1 ? array_cols[k] : 0;
         arrays_close(&arr[k], cols);
         if (arrays_oom(&arr[k], cols))
@@ -176,14 +187,14 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
     }
 
     PGconn *pg = c->pg;
-    int sent[4] = {0, 0, 0, 0}; /* which statements went out, in order START, STEP, FINISH, ENQUEUE */
+    int sent[KINDS] = {0}; /* which statements went out, in the order of the kinds */
     if (!PQenterPipelineMode(pg)) {
         rc = CAIRN_ECONN;
         snprintf(errbuf, errlen, "cannot enter pipeline mode: %s", PQerrorMessage(pg));
         goto out;
     }
     int ok = 1;
-    for (int k = 0; k < 4 && ok; k++) {
+    for (int k = 0; k < KINDS && ok; k++) {
         if (count[k] == 0)
             continue;
         if (count[k] == 1) {
@@ -197,6 +208,8 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
                 v[5] = h->app_version;
             if (k == CAIRN__ENQUEUE_ITEM)
                 v[7] = h->app_version;
+            if (k == CAIRN__SUSPEND_ITEM)
+                v[6] = h->executor_id;
         }
         int stmt = count[k] == 1 ? single_stmt[k] : batch_stmt[k];
         ok = PQsendQueryPrepared(pg, cairn__stmt_name(stmt), nparams[k], v, NULL, NULL, 0);
@@ -211,7 +224,7 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
     }
 
     /* Read each statement's rows, then the sync. */
-    for (int s = 0; s < 4; s++) {
+    for (int s = 0; s < KINDS; s++) {
         if (!sent[s])
             continue;
         PGresult *r;
@@ -260,7 +273,7 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
     if (rc == CAIRN_ECONN)
         cairn__conn_drop(c);
 out:
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < KINDS; k++)
         arrays_free(&arr[k]);
     return rc;
 }

@@ -18,6 +18,19 @@ typedef struct stmt {
  * Every statement the library runs. The write statements take arrays so
  * that one execution (and one commit) covers a whole batch of workflows.
  */
+/* The database clock in epoch milliseconds, so that the library can time durable waits by it. */
+#define DB_CLOCK_MS "(extract(epoch FROM clock_timestamp()) * 1000)::int8"
+
+/*
+ * A finished child leaves a wake-up request for its parent, which may be
+ * waiting for it, and wakes an idle dispatcher (see sql/004_waits.sql).
+ */
+#define FINISH_POKE \
+    " pk AS (" \
+    "  INSERT INTO cairn.pokes (workflow_id) SELECT parent_id FROM upd WHERE parent_id IS NOT NULL RETURNING 1)," \
+    " wk AS (" \
+    "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM pk) AND (SELECT armed FROM cairn.wakeup))"
+
 static const stmt statements[CAIRN__Q_COUNT] = {
     [CAIRN__Q_START] = {"cairn_start",
         "WITH v AS ("
@@ -46,11 +59,12 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         " upd AS ("
         "  UPDATE cairn.workflow_status s SET status = v.status, updated_at = now()"
         "    FROM v WHERE s.id = v.id AND s.status = 'PENDING' AND s.executor_id = $5"
-        "  RETURNING s.id),"
+        "  RETURNING s.id, s.parent_id),"
         " pay AS ("
         "  UPDATE cairn.workflow_payloads p SET output = v.output, error = v.error"
-        "    FROM v JOIN upd ON upd.id = v.id WHERE p.id = v.id)"
-        "SELECT id FROM upd"},
+        "    FROM v JOIN upd ON upd.id = v.id WHERE p.id = v.id),"
+        FINISH_POKE
+        "SELECT id, (SELECT count(*) FROM wk) FROM upd"},
     /* The same three writes for a batch of one: plain VALUES, no arrays to parse. */
     [CAIRN__Q_START1] = {"cairn_start1",
         "WITH ins AS ("
@@ -70,11 +84,12 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "WITH upd AS ("
         "  UPDATE cairn.workflow_status SET status = $2, updated_at = now()"
         "   WHERE id = $1 AND status = 'PENDING' AND executor_id = $5"
-        "  RETURNING id),"
+        "  RETURNING id, parent_id),"
         " pay AS ("
         "  UPDATE cairn.workflow_payloads p SET output = $3::json, error = $4::json"
-        "    FROM upd WHERE p.id = upd.id)"
-        "SELECT id FROM upd"},
+        "    FROM upd WHERE p.id = upd.id),"
+        FINISH_POKE
+        "SELECT id, (SELECT count(*) FROM wk) FROM upd"},
     /*
      * Take up this executor's unfinished workflows for another execution,
      * or dead-letter those that already used up their executions.
@@ -135,7 +150,7 @@ static const stmt statements[CAIRN__Q_COUNT] = {
      */
     [CAIRN__Q_CLAIM_QUEUED] = {"cairn_claim_queued",
         "SELECT id, name, attempts, status, input, resumed, retry_ms"
-        "  FROM cairn.claim($1, $2::text[], $3::int, $4::int, $5::text[], $6::text[], $7)"},
+        "  FROM cairn.dispatch($1, $2::text[], $3::int, $4::int, $5::text[], $6::text[], $7)"},
     /* An idle dispatcher asks the next enqueue to NOTIFY (see sql/002_enqueue.sql). */
     /* A transactional step's checkpoint: no ON CONFLICT, so a checkpoint
      * another execution already holds aborts the step's whole transaction. */
@@ -154,9 +169,9 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         " ON CONFLICT (id) DO UPDATE SET instance = EXCLUDED.instance, state = 'LIVE', lease = EXCLUDED.lease,"
         "   heartbeat_at = now(), started_at = now(), stopped_at = NULL, adopted_by = NULL,"
         "   hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, app_version = EXCLUDED.app_version"
-        " RETURNING e.id"},
+        " RETURNING e.id, " DB_CLOCK_MS},
     [CAIRN__Q_HEARTBEAT] = {"cairn_heartbeat",
-        "SELECT standing, adopted FROM cairn.heartbeat($1, $2)"},
+        "SELECT standing, adopted, " DB_CLOCK_MS " FROM cairn.heartbeat($1, $2)"},
     /*
      * A graceful stop hands every workflow this executor owns back to its
      * queue without counting the interrupted execution as a crash; only
@@ -237,6 +252,39 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         " WHERE $1::text IS NULL OR n.name = $1"},
     [CAIRN__Q_QUEUE_DELETE] = {"cairn_queue_delete",
         "SELECT cairn.delete_queue($1)"},
+    /*
+     * A waiting workflow lets go of its executor (see sql/004_waits.sql):
+     * with the checkpoint of its wait's deadline when there is one, in the
+     * same commit. A wake-up request already waiting for it makes it due at
+     * once; one that commits meanwhile is the dispatcher's to see.
+     */
+    [CAIRN__Q_SUSPEND1] = {"cairn_suspend1",
+        "WITH ins AS ("
+        "  INSERT INTO cairn.steps (workflow_id, step, name, output)"
+        "  SELECT $1, $2::int, $3, $4::json WHERE $2::int IS NOT NULL"
+        "  ON CONFLICT (workflow_id, step) DO NOTHING RETURNING 1)"
+        "UPDATE cairn.workflow_status"
+        "   SET executor_id = NULL, waiting = $6, updated_at = now(),"
+        "       wake_at = CASE WHEN EXISTS (SELECT 1 FROM cairn.pokes k WHERE k.workflow_id = $1) THEN now()"
+        "                      ELSE coalesce(to_timestamp($5::float8 / 1000), 'infinity') END"
+        " WHERE id = $1 AND status = 'PENDING' AND executor_id = $7"
+        " RETURNING id, (SELECT count(*) FROM ins)"},
+    [CAIRN__Q_SUSPEND] = {"cairn_suspend",
+        "WITH v AS ("
+        "  SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::json[], $5::float8[], $6::text[])"
+        "         AS v(id, step, name, output, wake, waiting)),"
+        " ins AS ("
+        "  INSERT INTO cairn.steps (workflow_id, step, name, output)"
+        "  SELECT id, step, name, output FROM v WHERE step IS NOT NULL"
+        "  ON CONFLICT (workflow_id, step) DO NOTHING RETURNING 1)"
+        "UPDATE cairn.workflow_status s"
+        "   SET executor_id = NULL, waiting = v.waiting, updated_at = now(),"
+        "       wake_at = CASE WHEN EXISTS (SELECT 1 FROM cairn.pokes k WHERE k.workflow_id = v.id) THEN now()"
+        "                      ELSE coalesce(to_timestamp(v.wake / 1000), 'infinity') END"
+        "  FROM v WHERE s.id = v.id AND s.status = 'PENDING' AND s.executor_id = $7"
+        " RETURNING s.id, (SELECT count(*) FROM ins)"},
+    [CAIRN__Q_RECEIVE] = {"cairn_receive",
+        "SELECT output, error, recorded FROM cairn.receive($1, $2::int, $3)"},
     [CAIRN__Q_EXECUTORS] = {"cairn_executors",
         "SELECT coalesce(json_agg(json_build_object("
         "  'id', e.id, 'state', e.state, 'heartbeat_at', e.heartbeat_at,"

@@ -12,6 +12,26 @@
 
 #include "internal.h"
 
+long long cairn__db_now_ms(cairn *h)
+{
+    return cairn__wall_ms() + atomic_load(&h->clock_offset_ms);
+}
+
+long long cairn__db_clock_error_ms(cairn *h)
+{
+    return atomic_load(&h->clock_error_ms);
+}
+
+/* Learns the database clock's offset from a reading taken between before and after (this host's clock). */
+static void clock_reading(cairn *h, const char *db_ms, long long before, long long after)
+{
+    long long db = atoll(db_ms);
+    if (db > 0) {
+        atomic_store(&h->clock_offset_ms, db - (before + after) / 2);
+        atomic_store(&h->clock_error_ms, (after - before) / 2 + 1);
+    }
+}
+
 int cairn__fleet_register(cairn *h)
 {
     cairn__uuid7(h->instance);
@@ -23,9 +43,12 @@ int cairn__fleet_register(cairn *h)
     host[sizeof host - 1] = '\0';
     const char *vals[6] = {h->executor_id, h->instance, lease, host[0] ? host : NULL, pid, h->app_version};
     PGresult *res = NULL;
+    long long before = cairn__wall_ms();
     int rc = cairn__query(h, CAIRN__Q_REGISTER, 6, vals, &res);
     if (rc != CAIRN_OK)
         return rc;
+    if (PQntuples(res) == 1)
+        clock_reading(h, PQgetvalue(res, 0, 1), before, cairn__wall_ms());
     PQclear(res);
     atomic_store(&h->registered, 1);
     atomic_store(&h->hb_ok_ms, cairn__now_ms());
@@ -48,12 +71,14 @@ static void lose_everything(cairn *h)
 int cairn__fleet_heartbeat(cairn *h, PGconn *pg)
 {
     const char *vals[2] = {h->executor_id, h->instance};
+    long long before = cairn__wall_ms();
     PGresult *r = PQexecPrepared(pg, cairn__stmt_name(CAIRN__Q_HEARTBEAT), 2, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         int rc = cairn__fail_pg(cairn__conn_lost(pg, r) ? CAIRN_ECONN : CAIRN_EDB, r, pg, "heartbeat");
         PQclear(r);
         return rc;
     }
+    clock_reading(h, PQgetvalue(r, 0, 2), before, cairn__wall_ms());
     const char *standing = PQgetvalue(r, 0, 0);
     int adopted = atoi(PQgetvalue(r, 0, 1));
     if (strcmp(standing, "LIVE") == 0) {

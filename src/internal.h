@@ -47,6 +47,8 @@ int cairn__check_name(const char *what, const char *s, char *err, size_t errlen)
 void cairn__uuid7(char out[37]);
 /* Milliseconds on the monotonic clock. */
 long long cairn__now_ms(void);
+/* Milliseconds since 1970 on this host's clock (see cairn__db_now_ms() for the database's). */
+long long cairn__wall_ms(void);
 /* The CLOCK_REALTIME instant ms milliseconds from now, for pthread_cond_timedwait(). */
 void cairn__abstime(long long ms, struct timespec *ts);
 /* A JSON object {"message": msg, <extra members>} built with jansson; malloc'd. */
@@ -92,6 +94,9 @@ enum {
     CAIRN__Q_QUEUE_LIST,
     CAIRN__Q_QUEUE_DELETE,
     CAIRN__Q_EXECUTORS,
+    CAIRN__Q_SUSPEND,
+    CAIRN__Q_SUSPEND1,
+    CAIRN__Q_RECEIVE,
     CAIRN__Q_COUNT
 };
 
@@ -148,8 +153,12 @@ void cairn__registry_free(cairn__registry *r);
 
 /* ---- commit.c: checkpoint writes sharing commits ----------------------- */
 
-/* The kinds, in the order a batch writes them. ENQUEUE is a cairn_start() to a queue. */
-enum { CAIRN__START_ITEM, CAIRN__STEP_ITEM, CAIRN__FINISH_ITEM, CAIRN__ENQUEUE_ITEM };
+/*
+ * The kinds, in the order a batch writes them. ENQUEUE is a cairn_start()
+ * to a queue; SUSPEND releases a waiting workflow (with the checkpoint of
+ * its wait's deadline, when the wait records one).
+ */
+enum { CAIRN__START_ITEM, CAIRN__STEP_ITEM, CAIRN__FINISH_ITEM, CAIRN__ENQUEUE_ITEM, CAIRN__SUSPEND_ITEM };
 
 typedef struct cairn__item {
     int kind;
@@ -160,9 +169,11 @@ typedef struct cairn__item {
     int priority;       /* ENQUEUE */
     int delay_ms;       /* ENQUEUE */
     const char *partition_key; /* ENQUEUE */
-    int step;           /* STEP */
+    int step;           /* STEP; SUSPEND (0: no checkpoint) */
+    long long wake_ms;  /* SUSPEND: epoch ms on the database clock, or -1 for a wait without a deadline */
+    const char *waiting; /* SUSPEND: what the workflow waits for */
     const char *status; /* FINISH */
-    const char *output; /* STEP, FINISH: JSON or NULL */
+    const char *output; /* STEP, FINISH, SUSPEND: JSON or NULL */
     const char *error;  /* STEP, FINISH: JSON or NULL */
     long long give_up_at; /* monotonic ms after which a lost database fails the item; 0: never */
     /* Results, valid once done is set. */
@@ -261,6 +272,14 @@ void cairn__dispatch_poke(cairn *h);
 int cairn__fleet_register(cairn *h);
 /* Heartbeat on pg; adopts dead executors' work. Returns the number adopted, or a negative code. */
 int cairn__fleet_heartbeat(cairn *h, PGconn *pg);
+/*
+ * The database clock now, in epoch milliseconds: this host's clock plus the
+ * offset measured at registration and at each heartbeat (to within half a
+ * round trip). Durable waits are timed by it, as the database times them.
+ */
+long long cairn__db_now_ms(cairn *h);
+/* How far cairn__db_now_ms() may be off (half the round trip of its reading, plus 1 ms); waits add it. */
+long long cairn__db_clock_error_ms(cairn *h);
 /* Hand every workflow this executor owns back to its queue and mark the executor STOPPED. */
 void cairn__fleet_stop(cairn *h);
 /* Hand one workflow back to its queue if this executor still owns it. */
@@ -272,6 +291,34 @@ void cairn__fleet_release_one(cairn *h, const char *id);
  * handle is stopping.
  */
 int cairn__fleet_fence(cairn *h, cairn__run *r);
+
+/* ---- event.c: what event and stream readers share ----------------------- */
+
+#define CAIRN__POLL_MIN_MS 5   /* a waiting reader's first interval between looks */
+#define CAIRN__POLL_MAX_MS 100 /* and its longest */
+
+/*
+ * Run one statement with text parameters on a pool connection (an unnamed
+ * statement, so the pool's prepared set stays as conn.c defines it),
+ * reconnecting and retrying after a lost connection until
+ * connect_timeout_ms has passed (so a write whose commit was lost with
+ * the connection may be applied twice: callers use it for reads and for
+ * at-least-once appends only). On CAIRN_OK *res holds a TUPLES_OK or
+ * COMMAND_OK result the caller clears. `what` names the statement in
+ * error messages.
+ */
+int cairn__pool_exec(cairn *h, const char *sql, int nparams, const char *const *values, const char *what,
+                     PGresult **res);
+/* CAIRN_OK, or CAIRN_ETOOBIG / CAIRN_EJSON with a message naming `what`. */
+int cairn__check_payload(const cairn *h, const char *what, const char *json);
+/* The watch generation of a workflow's bucket; read it before looking in the database. */
+unsigned long cairn__watch_gen(const char *workflow_id);
+/* An event or stream write for workflow_id committed in this process: wake its local readers. */
+void cairn__watch_bump(const char *workflow_id);
+/* Sleep up to ms, or until the bucket's generation is no longer `seen`. */
+void cairn__watch_wait(const char *workflow_id, unsigned long seen, long long ms);
+/* The next poll interval after `interval`: doubled, up to CAIRN__POLL_MAX_MS. */
+long long cairn__poll_next(long long interval);
 
 /* ---- cron.c: firing the ticks of cron schedules ------------------------- */
 
@@ -323,6 +370,20 @@ cairn *cairn__ctx_handle(cairn_ctx *ctx);
  * function: their writes commit with their checkpoint. input is valid JSON.
  */
 int cairn__step_run(cairn_ctx *ctx, const char *name, const cairn__entry *e, const char *input, char **output);
+
+/*
+ * Whether the workflow may take another step: CAIRN_OK, or the code to
+ * return (CAIRN_ENONDET, CAIRN_ESUSPENDED, CAIRN_ESHUTDOWN when the handle
+ * is stopping or the workflow was handed to another executor).
+ */
+int cairn__ctx_usable(cairn_ctx *ctx);
+
+/*
+ * Checks that the operation called at position number is the one recorded
+ * there. On a mismatch, marks the workflow non-deterministic (it fails
+ * whatever it returns) and returns CAIRN_ENONDET.
+ */
+int cairn__replay_name(cairn_ctx *ctx, int number, const char *recorded, const char *called);
 
 /* Run workflow r on the calling executor thread; txc is the thread's connection for transactional steps. */
 void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc);
@@ -383,6 +444,9 @@ struct cairn {
     int nthreads;
     atomic_int busy;             /* runs queued or running on the executor threads */
     int poll_interval_ms;
+    int suspend_after_ms;        /* waits longer than this suspend; negative: every wait that cannot end at once */
+    atomic_llong next_wake_ms;   /* monotonic time of the earliest wake-up of a workflow suspended here; 0: none */
+    atomic_int look;             /* a workflow was suspended: the dispatcher looks for due work even if idle */
 
     /* The fleet (fleet.c). */
     int lease_ms;
@@ -393,6 +457,8 @@ struct cairn {
     atomic_int registered;       /* the executor row was written */
     atomic_int lost_gen;         /* bumped each time this executor's workflows were given to others */
     atomic_llong hb_ok_ms;       /* monotonic time of the last heartbeat that found us LIVE */
+    atomic_llong clock_offset_ms; /* database clock minus this host's, from the last heartbeat */
+    atomic_llong clock_error_ms;  /* how far clock_offset_ms may be off */
     atomic_int stopping;         /* cairn_stop(): claim nothing more */
     atomic_int taken;            /* another process took our executor ID: claim nothing more */
     int stopped;                 /* cairn_stop() completed */

@@ -122,16 +122,22 @@ static int load_recording(cairn *h, cairn_ctx *ctx)
 }
 
 /* Returns a recorded checkpoint to the workflow as cairn_step() would. */
+int cairn__replay_name(cairn_ctx *ctx, int number, const char *recorded, const char *called)
+{
+    if (strcmp(recorded, called) == 0)
+        return CAIRN_OK;
+    ctx->nondet = 1;
+    snprintf(ctx->errmsg, sizeof ctx->errmsg,
+             "non-deterministic workflow: step %d was recorded as '%s' but this execution called '%s'", number,
+             recorded, called);
+    return cairn__fail(CAIRN_ENONDET, "%s", ctx->errmsg);
+}
+
 static int replay(cairn_ctx *ctx, const char *name, const char *rname, const char *output, const char *error,
                   int number, char **out)
 {
-    if (strcmp(rname, name) != 0) {
-        ctx->nondet = 1;
-        snprintf(ctx->errmsg, sizeof ctx->errmsg,
-                 "non-deterministic workflow: step %d was recorded as '%s' but this execution called '%s'", number,
-                 rname, name);
-        return cairn__fail(CAIRN_ENONDET, "%s", ctx->errmsg);
-    }
+    if (cairn__replay_name(ctx, number, rname, name) != CAIRN_OK)
+        return CAIRN_ENONDET;
     if (error) {
         error_message(error, ctx->errmsg, sizeof ctx->errmsg);
         return cairn__fail(CAIRN_ESTEP, "step %d (%s) failed: %s", number, name, ctx->errmsg);
@@ -188,16 +194,26 @@ static int abandon(cairn_ctx *ctx)
     return cairn__fail(CAIRN_ESHUTDOWN, "the handle is stopping; the workflow resumes later");
 }
 
+int cairn__ctx_usable(cairn_ctx *ctx)
+{
+    if (ctx->nondet)
+        return cairn__fail(CAIRN_ENONDET, "%s", ctx->errmsg);
+    if (ctx->suspended)
+        return cairn__fail(CAIRN_ESUSPENDED, "the workflow is suspended; return from the workflow function");
+    if (ctx->abandoned || atomic_load(&ctx->h->shutting_down) || cairn__run_lost(ctx->h, ctx->run))
+        return abandon(ctx);
+    return CAIRN_OK;
+}
+
 int cairn_step(cairn_ctx *ctx, const char *name, const char *input, char **output)
 {
     cairn *h = ctx->h;
     char err[256];
     if (output)
         *output = NULL;
-    if (ctx->nondet)
-        return cairn__fail(CAIRN_ENONDET, "%s", ctx->errmsg);
-    if (ctx->abandoned || atomic_load(&h->shutting_down) || cairn__run_lost(h, ctx->run))
-        return abandon(ctx);
+    int urc = cairn__ctx_usable(ctx);
+    if (urc != CAIRN_OK)
+        return urc;
     if (cairn__check_name("step name", name, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EINVAL, "%s", err);
     if (!input)
@@ -225,10 +241,9 @@ int cairn__step_run(cairn_ctx *ctx, const char *name, const cairn__entry *e, con
     char err[256];
     if (output)
         *output = NULL;
-    if (ctx->nondet)
-        return cairn__fail(CAIRN_ENONDET, "%s", ctx->errmsg);
-    if (ctx->abandoned || atomic_load(&h->shutting_down) || cairn__run_lost(h, ctx->run))
-        return abandon(ctx);
+    int urc = cairn__ctx_usable(ctx);
+    if (urc != CAIRN_OK)
+        return urc;
     int number = ctx->next;
     if (number <= ctx->nrec && ctx->rec[number].name) {
         ctx->next++;
@@ -390,6 +405,12 @@ void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
     }
     char *output = NULL;
     int rc = r->wf->wf(&ctx, r->input ? r->input : "null", &output, r->wf->udata);
+    if (ctx.suspended && !ctx.abandoned) {
+        /* No executor owns it now: it resumes by replay when its wait ends, here or elsewhere. */
+        free(output);
+        ctx_free(&ctx);
+        return;
+    }
     if (ctx.abandoned || (rc != CAIRN_OK && atomic_load(&h->shutting_down)) || cairn__run_lost(h, r)) {
         r->released = atomic_load(&h->shutting_down);
         if (cairn__run_lost(h, r))

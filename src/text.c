@@ -222,6 +222,13 @@ long long cairn__now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+long long cairn__wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 char *cairn__error_json(const char *message, const char *step, int attempts)
 {
     json_t *o = json_object();
