@@ -445,8 +445,10 @@ CAIRN_API int cairn_recv(cairn_ctx *ctx, const char *topic, int timeout_ms, char
 
 /*
  * Send a message from a workflow, as a step: it is sent exactly once
- * however often the workflow is replayed. CAIRN_ENOTFOUND if no workflow
- * has ID workflow_id.
+ * however often the workflow is replayed (the send commits with the step's
+ * checkpoint). A send to an ID that no workflow has fails the step:
+ * CAIRN_ESTEP, recorded like any failed step, with the reason in
+ * cairn_ctx_errmsg().
  */
 CAIRN_API int cairn_ctx_send(cairn_ctx *ctx, const char *workflow_id, const char *topic, const char *message);
 
@@ -505,7 +507,8 @@ CAIRN_API int cairn_get_event(cairn *h, const char *workflow_id, const char *key
 /*
  * Append JSON value to stream `stream` (a name) of this workflow, as a
  * step: exactly once, however often the workflow is replayed. Values get
- * offsets 0, 1, 2, ... in the order they were appended.
+ * offsets 0, 1, 2, ... in the order they were appended. CAIRN_EMISUSE if
+ * the stream was closed (recorded too, so replay returns it again).
  */
 CAIRN_API int cairn_stream_write(cairn_ctx *ctx, const char *stream, const char *value);
 
@@ -514,7 +517,8 @@ CAIRN_API int cairn_stream_write(cairn_ctx *ctx, const char *stream, const char 
  * in its own transaction, at once. At-least-once: if the step's attempt is
  * retried or replayed after a crash, what the attempt wrote stays and the
  * new attempt appends again; readers can tell attempts apart by
- * cairn_step_attempt() if the step puts it in the value.
+ * cairn_step_attempt() if the step puts it in the value. CAIRN_EMISUSE if
+ * the stream was closed.
  */
 CAIRN_API int cairn_step_stream_write(cairn_step_ctx *step, const char *stream, const char *value);
 
@@ -526,10 +530,11 @@ CAIRN_API int cairn_stream_close(cairn_ctx *ctx, const char *stream);
  * value), waiting up to timeout_ms (0: no wait; negative: forever) until at
  * least one value is there or the stream is closed. On CAIRN_OK *values
  * receives a JSON array of up to max_values values (0: 1000) in order (free
- * with cairn_free()), *next_offset the offset to read from next, and
- * *closed (may be NULL) non-zero once the stream is closed and every value
- * has been read. CAIRN_ETIMEDOUT if nothing came in time; CAIRN_ENOTFOUND
- * if no workflow has that ID.
+ * with cairn_free(); fewer when they add up to more than max_payload bytes,
+ * but never none unless the stream ended), *next_offset the offset to read
+ * from next, and *closed (may be NULL) non-zero once the stream is closed
+ * and every value has been read. CAIRN_ETIMEDOUT if nothing came in time;
+ * CAIRN_ENOTFOUND if no workflow has that ID.
  */
 CAIRN_API int cairn_stream_read(cairn *h, const char *workflow_id, const char *stream, long long offset,
                                 int max_values, int timeout_ms, char **values, long long *next_offset, int *closed);
@@ -628,8 +633,11 @@ CAIRN_API int cairn_executors(cairn *h, char **json);
 typedef struct cairn_schedule_options {
     size_t size;          /* sizeof(cairn_schedule_options) */
     const char *workflow; /* the workflow to start at each tick (need not be registered here); required */
-    const char *cron;     /* "minute hour day-of-month month day-of-week": numbers, '*', ranges a-b, lists a,b,
-                             steps a-b/n (and '*' followed by /n), month and day names (jan, mon); required */
+    const char *cron;     /* "minute hour day-of-month month day-of-week", or six fields with a leading
+                             "second" (5 fields tick at second 0): numbers, '*', ranges a-b, lists a,b, steps
+                             a-b/n and '*' followed by /n, month and day names (jan, mon; 0 and 7 are Sunday), or
+                             @yearly, @monthly, @weekly, @daily, @hourly. When both day fields are restricted
+                             (neither starts with '*'), a day matches if either does. Required */
     const char *timezone; /* IANA zone the cron fields are read in, e.g. "Europe/Paris"; NULL: "UTC" */
     const char *input;    /* JSON passed to every run as "input" (see cairn_schedule_set()); NULL: null */
     const char *queue;    /* queue the runs are enqueued on; NULL: "default" */

@@ -66,17 +66,20 @@ static int connect_listener(cairn *h, cairn__conn *c)
 }
 
 /*
- * Claims up to limit workflows; returns how many, or a negative code.
- * *retry_ms receives the claim's hint (work waits behind a queue limit:
- * look again within that many milliseconds), or -1.
+ * Claims up to limit workflows (suspended ones that are due, then enqueued
+ * ones); returns how many, or a negative code. *retry_ms receives the
+ * claim's hint (work waits behind a queue limit: look again within that
+ * many milliseconds), or -1; *wake_ms the time until the next suspended
+ * workflow this handle could run is due, or -1.
  */
-static int claim(cairn *h, cairn__conn *c, int limit, int *retry_ms)
+static int claim(cairn *h, cairn__conn *c, int limit, int *retry_ms, int *wake_ms)
 {
     char lim[16], maxa[16];
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(maxa, sizeof maxa, "%d", h->max_attempts);
     const char *vals[7] = {h->executor_id, h->names.data, lim, maxa, h->queues, h->accept, h->app_version};
     *retry_ms = -1;
+    *wake_ms = -1;
     PGresult *r = PQexecPrepared(c->pg, cairn__stmt_name(CAIRN__Q_CLAIM_QUEUED), 7, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int rc = cairn__fail_pg(cairn__conn_lost(c->pg, r) ? CAIRN_ECONN : CAIRN_EDB, r, c->pg,
@@ -87,7 +90,10 @@ static int claim(cairn *h, cairn__conn *c, int limit, int *retry_ms)
     int n = 0;
     for (int i = 0; i < PQntuples(r); i++) {
         if (PQgetisnull(r, i, 0)) {
-            *retry_ms = atoi(PQgetvalue(r, i, 6));
+            if (strcmp(PQgetvalue(r, i, 3), "WAKE") == 0)
+                *wake_ms = atoi(PQgetvalue(r, i, 6));
+            else
+                *retry_ms = atoi(PQgetvalue(r, i, 6));
             continue;
         }
         n++;
@@ -184,6 +190,7 @@ static void *dispatcher_main(void *arg)
     cairn__conn c = {0};
     long long backoff = 50;
     long long next_hb = 0;
+    long long next_cron = 0; /* monotonic time of the next look for due cron ticks */
     int contention_ms = 10;
     unsigned jitter = (unsigned)cairn__now_ms();
     /*
@@ -192,7 +199,7 @@ static void *dispatcher_main(void *arg)
      * empty; an enqueue since then notifies), only a notification or the
      * poll timer is.
      */
-    int idle = 0, woke = WOKE_TIMEOUT;
+    int idle = 0, woke = WOKE_TIMEOUT, cron_only = 0;
     while (!atomic_load(&h->shutting_down)) {
         if (!c.pg || PQstatus(c.pg) != CONNECTION_OK) {
             if (connect_listener(h, &c) != CAIRN_OK) {
@@ -212,9 +219,36 @@ static void *dispatcher_main(void *arg)
         if (adopted > 0)
             idle = 0; /* the adopted workflows are ENQUEUED now */
         int serving = !atomic_load(&h->stopping) && !atomic_load(&h->taken);
+        if (serving && cairn__now_ms() >= next_cron) {
+            /*
+             * Due ticks of cron schedules, once per look at the heartbeat's
+             * pace (so schedules set by other processes are seen) or sooner
+             * when a tick is due.
+             */
+            long long next_ms = -1;
+            long long every = h->lease_ms / 5;
+            if (cairn__cron_fire(h, c.pg, &next_ms) != CAIRN_OK) {
+                cairn__log(h, CAIRN_LOG_WARN, "dispatcher: firing cron ticks: %s", cairn_errmsg(h));
+                if (PQstatus(c.pg) != CONNECTION_OK) {
+                    cairn__conn_drop(&c);
+                    continue;
+                }
+                next_ms = 1000;
+            }
+            next_cron = cairn__now_ms() + (next_ms >= 0 && next_ms < every ? next_ms : every);
+        }
         int free_threads = h->workers - atomic_load(&h->busy);
-        int skip = !serving || (idle && woke == WOKE_POKE); /* only a thread came free: wait again */
-        int retry_ms = -1;
+        /* A workflow suspended here may be due already (a message was waiting for it). */
+        int look = atomic_exchange(&h->look, 0);
+        long long local_wake = atomic_load(&h->next_wake_ms);
+        if (local_wake && local_wake <= cairn__now_ms()) {
+            atomic_compare_exchange_strong(&h->next_wake_ms, &local_wake, 0);
+            local_wake = 0;
+            look = 1;
+        }
+        /* Only a thread came free, or only a cron tick was due: the queues were empty; wait again. */
+        int skip = !serving || (idle && !look && (woke == WOKE_POKE || (woke == WOKE_TIMEOUT && cron_only)));
+        int retry_ms = -1, wake_ms = -1;
         int settle = 0;
         /* Idle, and the poll timer (not a NOTIFY) woke us: nobody cleared the flag, since
          * clearing it notifies every listener, so it needs no re-arming. */
@@ -223,7 +257,7 @@ static void *dispatcher_main(void *arg)
             idle = 0;
         if (!skip && free_threads > 0) {
             int want = free_threads < CLAIM_MAX ? free_threads : CLAIM_MAX;
-            int got = claim(h, &c, want, &retry_ms);
+            int got = claim(h, &c, want, &retry_ms, &wake_ms);
             if (got < 0) {
                 cairn__log(h, CAIRN_LOG_WARN, "dispatcher: %s", cairn_errmsg(h));
                 cairn__conn_drop(&c);
@@ -241,7 +275,7 @@ static void *dispatcher_main(void *arg)
                     cairn__conn_drop(&c);
                     continue;
                 }
-                got = raised ? claim(h, &c, want, &retry_ms) : 0;
+                got = raised ? claim(h, &c, want, &retry_ms, &wake_ms) : 0;
                 if (got < 0) {
                     cairn__conn_drop(&c);
                     continue;
@@ -274,9 +308,22 @@ static void *dispatcher_main(void *arg)
         }
         if (settle && timeout > SETTLE_MS)
             timeout = SETTLE_MS;
+        /* The next suspended workflow to wake, as the database or this process knows it. */
+        if (wake_ms >= 0 && wake_ms < timeout)
+            timeout = wake_ms;
+        if (local_wake) {
+            long long until = local_wake - cairn__now_ms();
+            if (until < timeout)
+                timeout = until > 0 ? (int)until : 0;
+        }
         long long until_hb = next_hb - cairn__now_ms();
         if (!atomic_load(&h->taken) && until_hb < timeout)
             timeout = until_hb > 0 ? (int)until_hb : 0;
+        /* Woken only for cron, an idle dispatcher fires the ticks and does not claim (see skip). */
+        long long until_cron = next_cron - cairn__now_ms();
+        cron_only = serving && until_cron < timeout;
+        if (cron_only)
+            timeout = until_cron > 0 ? (int)until_cron : 0;
         woke = wait_for_work(h, &c, timeout);
         if (woke == WOKE_BROKEN)
             cairn__conn_drop(&c);
