@@ -123,6 +123,53 @@ BEGIN
 END
 $$;
 
+-- Record the outcome of workflow p_target as step p_step of workflow p_id,
+-- if it has finished: {"status": ..., "result": output or error}. state is
+-- 'RECORDED' when the step was already recorded (replay, or another
+-- execution), 'DONE' when this call recorded it, 'RUNNING_CHILD' or
+-- 'RUNNING' when the target, a child of p_id or not, has not finished (a
+-- finished child wakes its parent; any other workflow is looked at again
+-- periodically) and 'MISSING' when no workflow has that ID.
+CREATE FUNCTION cairn.await_result(p_id text, p_step integer, p_target text)
+RETURNS TABLE (output json, error json, state text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    st    text;
+    res   json;
+    child boolean;
+BEGIN
+    RETURN QUERY SELECT s.output, s.error, 'RECORDED'::text FROM cairn.steps s
+                  WHERE s.workflow_id = p_id AND s.step = p_step;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    SELECT w.status, CASE WHEN w.status = 'SUCCESS' THEN p.output ELSE p.error END, w.parent_id IS NOT DISTINCT FROM p_id
+      INTO st, res, child
+      FROM cairn.workflow_status w LEFT JOIN cairn.workflow_payloads p ON p.id = w.id
+     WHERE w.id = p_target;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT NULL::json, NULL::json, 'MISSING'::text;
+        RETURN;
+    END IF;
+    IF st NOT IN ('SUCCESS', 'ERROR', 'CANCELLED', 'DEAD_LETTER') THEN
+        RETURN QUERY SELECT NULL::json, NULL::json, CASE WHEN child THEN 'RUNNING_CHILD' ELSE 'RUNNING' END;
+        RETURN;
+    END IF;
+    INSERT INTO cairn.steps (workflow_id, step, name, output)
+    VALUES (p_id, p_step, 'cairn.await', json_build_object('status', st, 'result', res))
+    ON CONFLICT (workflow_id, step) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT s.output, s.error, 'RECORDED'::text FROM cairn.steps s
+                      WHERE s.workflow_id = p_id AND s.step = p_step;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT json_build_object('status', st, 'result', res), NULL::json, 'DONE'::text;
+END
+$$;
+
 -- What a dispatcher takes in one round trip: first the suspended workflows
 -- that are due (after making due those with a wake-up request), oldest
 -- wake-up first, then enqueued workflows through cairn.claim() for what
@@ -222,5 +269,7 @@ $$;
 COMMENT ON TABLE cairn.pokes IS 'Wake-up requests for workflows that may be waiting (a message sent, a child finished).';
 COMMENT ON FUNCTION cairn.receive(text, integer, text) IS
     'Consume the oldest message on a topic into a workflow step, exactly once.';
+COMMENT ON FUNCTION cairn.await_result(text, integer, text) IS
+    'Record the outcome of a finished workflow as a step of the workflow awaiting it.';
 COMMENT ON FUNCTION cairn.dispatch(text, text[], integer, integer, text[], text[], text) IS
     'Claim work for an executor: due suspended workflows first, then enqueued ones.';

@@ -285,6 +285,8 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         " RETURNING s.id, (SELECT count(*) FROM ins)"},
     [CAIRN__Q_RECEIVE] = {"cairn_receive",
         "SELECT output, error, recorded FROM cairn.receive($1, $2::int, $3)"},
+    [CAIRN__Q_AWAIT_RESULT] = {"cairn_await_result",
+        "SELECT output, error, state FROM cairn.await_result($1, $2::int, $3)"},
     [CAIRN__Q_EXECUTORS] = {"cairn_executors",
         "SELECT coalesce(json_agg(json_build_object("
         "  'id', e.id, 'state', e.state, 'heartbeat_at', e.heartbeat_at,"

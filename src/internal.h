@@ -97,6 +97,7 @@ enum {
     CAIRN__Q_SUSPEND,
     CAIRN__Q_SUSPEND1,
     CAIRN__Q_RECEIVE,
+    CAIRN__Q_AWAIT_RESULT,
     CAIRN__Q_COUNT
 };
 

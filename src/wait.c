@@ -1,12 +1,14 @@
 /*
- * Durable waits inside a workflow: sleeping and receiving messages, and
- * the suspension that lets a long wait give its thread back.
+ * Durable waits inside a workflow: sleeping, receiving messages and
+ * awaiting another workflow, and the suspension that lets a long wait give
+ * its thread back.
  *
  * A wait records what it needs to be replayed: a sleep its wake-up time
  * (step "cairn.sleep", output {"until": epoch ms on the database clock}),
  * a receive with a timeout its deadline ("cairn.deadline", the same
  * output) at its first position and the message it consumed ("cairn.recv")
- * at the next. A wait with little time left keeps its thread; a longer one
+ * at the next; an await likewise records the deadline and then the awaited
+ * workflow's outcome ("cairn.await", {"status", "result"}). A wait with little time left keeps its thread; a longer one
  * suspends the workflow (SUSPEND through group commit, with the deadline's
  * checkpoint in the same commit) and returns CAIRN_ESUSPENDED, and the
  * workflow's code returns. Dispatchers resume it by replay when it is due:
@@ -24,6 +26,7 @@
 #define SLEEP_STEP "cairn.sleep"
 #define DEADLINE_STEP "cairn.deadline"
 #define RECV_STEP "cairn.recv"
+#define AWAIT_STEP "cairn.await"
 #define TIMEOUT_ERROR "{\"message\":\"timed out\",\"timeout\":true}"
 
 /* The recorded checkpoint at position number, or NULL. */
@@ -186,14 +189,129 @@ int cairn_sleep_until(cairn_ctx *ctx, long long epoch_ms)
 }
 
 /*
- * One attempt to consume a message into step number. Returns CAIRN_OK with
- * *found set (and *message, *timed_out filled) or a failure code.
+ * One look for what a wait waits for, at result position number: sets
+ * *found when the result is recorded (now or before) and then fills
+ * *output and *error (malloc'd or NULL) with the recording. May lower
+ * *backstop_ms: the longest a suspension may last without a look.
  */
-static int try_receive(cairn_ctx *ctx, int number, const char *topic, int *found, char **message, int *timed_out)
+typedef int (*look_fn)(cairn_ctx *ctx, int number, void *arg, int *found, char **output, char **error,
+                       long long *backstop_ms);
+
+/* Copies a result column (NULL stays NULL); CAIRN_ENOMEM if the copy failed. */
+static int copy_col(const PGresult *res, int col, char **out)
 {
+    *out = PQgetisnull(res, 0, col) ? NULL : cairn__strdup(PQgetvalue(res, 0, col));
+    return PQgetisnull(res, 0, col) || *out ? CAIRN_OK : cairn__fail(CAIRN_ENOMEM, "out of memory");
+}
+
+/*
+ * A durable wait whose result is recorded as step `name` (after a
+ * "cairn.deadline" step when it had to wait with a timeout): replays the
+ * recording, or looks with `look` until found, records a timeout when the
+ * deadline passes, waits on the thread when little time is left and
+ * suspends otherwise (`waiting` says what for). On CAIRN_OK *output and
+ * *error hold the recording (error TIMEOUT_ERROR for a timeout).
+ */
+static int durable_wait(cairn_ctx *ctx, const char *name, const char *waiting, int timeout_ms, look_fn look,
+                        void *arg, char **output, char **error)
+{
+    *output = *error = NULL;
+    int rc = cairn__ctx_usable(ctx);
+    if (rc != CAIRN_OK)
+        return rc;
+    cairn *h = ctx->h;
+
+    /* A deadline recorded by an earlier execution moves the result one position on. */
+    int number = ctx->next;
+    long long until = -1;
+    const cairn__ckpt *c = recorded(ctx, number);
+    if (c && strcmp(c->name, DEADLINE_STEP) == 0) {
+        until = recorded_until(c->output);
+        c = recorded(ctx, ++number);
+    }
+    if (c) {
+        if (cairn__replay_name(ctx, number, c->name, name) != CAIRN_OK)
+            return CAIRN_ENONDET;
+        *output = c->output ? cairn__strdup(c->output) : NULL;
+        *error = c->error ? cairn__strdup(c->error) : NULL;
+        if ((c->output && !*output) || (c->error && !*error))
+            return cairn__fail(CAIRN_ENOMEM, "out of memory");
+        ctx->next = number + 1;
+        return CAIRN_OK;
+    }
+    if (cairn__fleet_fence(h, ctx->run))
+        return stop_here(ctx);
+
+    long long poll = 10;
+    for (;;) {
+        int found = 0;
+        long long backstop = -1;
+        rc = look(ctx, number, arg, &found, output, error, &backstop);
+        if (rc != CAIRN_OK) {
+            free(*output);
+            free(*error);
+            *output = *error = NULL;
+            return rc;
+        }
+        if (found) {
+            ctx->next = number + 1;
+            return CAIRN_OK;
+        }
+        long long now = cairn__db_now_ms(h);
+        if (timeout_ms == 0 || (until >= 0 && now >= until)) {
+            int applied;
+            rc = record(ctx, number, name, NULL, TIMEOUT_ERROR, &applied);
+            if (rc != CAIRN_OK)
+                return rc;
+            if (!applied)
+                continue; /* another execution recorded this wait: read what it got */
+            ctx->next = number + 1;
+            *error = cairn__strdup(TIMEOUT_ERROR);
+            return *error ? CAIRN_OK : cairn__fail(CAIRN_ENOMEM, "out of memory");
+        }
+        int new_deadline = 0;
+        if (until < 0 && timeout_ms > 0) {
+            until = now + timeout_ms;
+            new_deadline = number++;
+        }
+        char out[64];
+        snprintf(out, sizeof out, "{\"until\":%lld}", until);
+        long long remaining = until < 0 ? -1 : until - now;
+        if (should_suspend(h, remaining)) {
+            long long wake = until;
+            if (backstop >= 0 && (wake < 0 || wake > now + backstop))
+                wake = now + backstop;
+            ctx->next = number; /* the result's position: replay resumes there */
+            return suspend(ctx, new_deadline, DEADLINE_STEP, out, wake, waiting);
+        }
+        if (new_deadline) {
+            int applied;
+            rc = record(ctx, new_deadline, DEADLINE_STEP, out, NULL, &applied);
+            if (rc != CAIRN_OK)
+                return rc;
+            if (!applied) {
+                /* Another execution got to this position first; stop and let replay sort it out. */
+                ctx->abandoned = 1;
+                return cairn__fail(CAIRN_ESHUTDOWN, "workflow %s is running elsewhere; stop here", ctx->run->id);
+            }
+        }
+        /* A short wait keeps the thread and looks again with growing pauses. */
+        long long pause = poll < remaining ? poll : remaining;
+        rc = sleep_here(ctx, pause);
+        if (rc != CAIRN_OK)
+            return rc;
+        poll = poll * 2 > 100 ? 100 : poll * 2;
+    }
+}
+
+/* Consumes the oldest message of the topic (arg) into step number, exactly once. */
+static int look_message(cairn_ctx *ctx, int number, void *arg, int *found, char **output, char **error,
+                        long long *backstop_ms)
+{
+    (void)backstop_ms;
     char num[16];
     snprintf(num, sizeof num, "%d", number);
-    const char *vals[3] = {ctx->run->id, num, topic};
+    const char *vals[3] = {ctx->run->id, num, arg};
     PGresult *res = NULL;
     *found = 0;
     int rc = cairn__query(ctx->h, CAIRN__Q_RECEIVE, 3, vals, &res);
@@ -203,24 +321,12 @@ static int try_receive(cairn_ctx *ctx, int number, const char *topic, int *found
     }
     if (PQntuples(res) == 1) {
         *found = 1;
-        *timed_out = !PQgetisnull(res, 0, 1);
-        if (!*timed_out && message) {
-            *message = cairn__strdup(PQgetisnull(res, 0, 0) ? "null" : PQgetvalue(res, 0, 0));
-            if (!*message)
-                rc = cairn__fail(CAIRN_ENOMEM, "out of memory");
-        }
+        rc = copy_col(res, 0, output);
+        if (rc == CAIRN_OK)
+            rc = copy_col(res, 1, error);
     }
     PQclear(res);
     return rc;
-}
-
-/* The result of a finished receive at position number. */
-static int received(cairn_ctx *ctx, int number, const char *topic, int timed_out)
-{
-    ctx->next = number + 1;
-    if (timed_out)
-        return cairn__fail(CAIRN_ETIMEDOUT, "no message on topic '%s' before the receive's timeout", topic);
-    return CAIRN_OK;
 }
 
 int cairn_recv(cairn_ctx *ctx, const char *topic, int timeout_ms, char **message)
@@ -233,79 +339,84 @@ int cairn_recv(cairn_ctx *ctx, const char *topic, int timeout_ms, char **message
         return cairn__fail(CAIRN_EINVAL, "ctx is NULL");
     if (cairn__check_name("topic", topic, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EINVAL, "%s", err);
-    int rc = cairn__ctx_usable(ctx);
-    if (rc != CAIRN_OK)
+    char waiting[CAIRN__NAME_MAX + 16];
+    snprintf(waiting, sizeof waiting, "message:%s", topic);
+    char *output = NULL, *error = NULL;
+    int rc = durable_wait(ctx, RECV_STEP, waiting, timeout_ms, look_message, (void *)topic, &output, &error);
+    if (rc == CAIRN_OK && error)
+        rc = cairn__fail(CAIRN_ETIMEDOUT, "no message on topic '%s' before the receive's timeout", topic);
+    else if (rc == CAIRN_OK && message)
+        *message = output ? output : cairn__strdup("null"), output = NULL;
+    free(output);
+    free(error);
+    return rc;
+}
+
+/*
+ * Records the outcome of the awaited workflow (arg) into step number once it
+ * has finished. Another workflow than a child is looked at again every 5 s
+ * while suspended: only a child's finish wakes its awaiter.
+ */
+static int look_workflow(cairn_ctx *ctx, int number, void *arg, int *found, char **output, char **error,
+                         long long *backstop_ms)
+{
+    char num[16];
+    snprintf(num, sizeof num, "%d", number);
+    const char *vals[3] = {ctx->run->id, num, arg};
+    PGresult *res = NULL;
+    *found = 0;
+    int rc = cairn__query(ctx->h, CAIRN__Q_AWAIT_RESULT, 3, vals, &res);
+    if (rc != CAIRN_OK) {
+        ctx->abandoned = 1;
         return rc;
-    cairn *h = ctx->h;
+    }
+    const char *state = PQntuples(res) == 1 ? PQgetvalue(res, 0, 2) : "MISSING";
+    if (strcmp(state, "MISSING") == 0) {
+        rc = cairn__fail(CAIRN_ENOTFOUND, "no workflow has ID '%s'", (const char *)arg);
+    } else if (strcmp(state, "RUNNING") == 0) {
+        *backstop_ms = 5000;
+    } else if (strcmp(state, "RUNNING_CHILD") != 0) {
+        *found = 1;
+        rc = copy_col(res, 0, output);
+        if (rc == CAIRN_OK)
+            rc = copy_col(res, 1, error);
+    }
+    PQclear(res);
+    return rc;
+}
 
-    /* A deadline recorded by an earlier execution moves the receive itself one position on. */
-    int number = ctx->next;
-    long long until = -1;
-    const cairn__ckpt *c = recorded(ctx, number);
-    if (c && strcmp(c->name, DEADLINE_STEP) == 0) {
-        until = recorded_until(c->output);
-        c = recorded(ctx, ++number);
+int cairn_ctx_await(cairn_ctx *ctx, const char *workflow_id, int timeout_ms, cairn_status *status, char **result)
+{
+    cairn__clear_error();
+    char err[256];
+    if (result)
+        *result = NULL;
+    if (!ctx || !status)
+        return cairn__fail(CAIRN_EINVAL, "ctx or status is NULL");
+    if (cairn__check_name("workflow ID", workflow_id, err, sizeof err) != CAIRN_OK)
+        return cairn__fail(CAIRN_EINVAL, "%s", err);
+    if (strcmp(workflow_id, ctx->run->id) == 0)
+        return cairn__fail(CAIRN_EINVAL, "a workflow cannot await itself");
+    char waiting[CAIRN__NAME_MAX + 16];
+    snprintf(waiting, sizeof waiting, "workflow:%s", workflow_id);
+    char *output = NULL, *error = NULL;
+    int rc = durable_wait(ctx, AWAIT_STEP, waiting, timeout_ms, look_workflow, (void *)workflow_id, &output, &error);
+    if (rc == CAIRN_OK && error) {
+        rc = cairn__fail(CAIRN_ETIMEDOUT, "workflow %s had not finished before the await's timeout", workflow_id);
+    } else if (rc == CAIRN_OK) {
+        json_t *j = json_loads(output ? output : "", JSON_DECODE_ANY, NULL);
+        const char *st = json_string_value(json_object_get(j, "status"));
+        json_t *res = json_object_get(j, "result");
+        *status = st ? cairn__status_parse(st) : CAIRN_STATUS_UNKNOWN;
+        if (*status == CAIRN_STATUS_UNKNOWN)
+            rc = cairn__fail(CAIRN_EDB, "the recorded outcome of workflow %s cannot be read", workflow_id);
+        else if (result && !(*result = json_dumps(res ? res : json_null(), JSON_COMPACT | JSON_ENCODE_ANY)))
+            rc = cairn__fail(CAIRN_ENOMEM, "out of memory");
+        json_decref(j);
     }
-    if (c) {
-        if (cairn__replay_name(ctx, number, c->name, RECV_STEP) != CAIRN_OK)
-            return CAIRN_ENONDET;
-        if (!c->error && message && !(*message = cairn__strdup(c->output ? c->output : "null")))
-            return cairn__fail(CAIRN_ENOMEM, "out of memory");
-        return received(ctx, number, topic, c->error != NULL);
-    }
-    if (cairn__fleet_fence(h, ctx->run))
-        return stop_here(ctx);
-
-    long long poll = 10;
-    for (;;) {
-        int found = 0, timed_out = 0;
-        rc = try_receive(ctx, number, topic, &found, message, &timed_out);
-        if (rc != CAIRN_OK)
-            return rc;
-        if (found)
-            return received(ctx, number, topic, timed_out);
-        long long now = cairn__db_now_ms(h);
-        if (timeout_ms == 0 || (until >= 0 && now >= until)) {
-            int applied;
-            rc = record(ctx, number, RECV_STEP, NULL, TIMEOUT_ERROR, &applied);
-            if (rc != CAIRN_OK)
-                return rc;
-            if (!applied)
-                continue; /* another execution recorded this receive: read what it got */
-            return received(ctx, number, topic, 1);
-        }
-        int new_deadline = 0;
-        if (until < 0 && timeout_ms > 0) {
-            until = now + timeout_ms;
-            new_deadline = number++;
-        }
-        char out[64];
-        snprintf(out, sizeof out, "{\"until\":%lld}", until);
-        long long remaining = until < 0 ? -1 : until - now;
-        if (should_suspend(h, remaining)) {
-            char waiting[CAIRN__NAME_MAX + 16];
-            snprintf(waiting, sizeof waiting, "message:%s", topic);
-            ctx->next = number; /* the receive's position: replay resumes there */
-            return suspend(ctx, new_deadline, DEADLINE_STEP, out, until, waiting);
-        }
-        if (new_deadline) {
-            int applied;
-            rc = record(ctx, new_deadline, DEADLINE_STEP, out, NULL, &applied);
-            if (rc != CAIRN_OK)
-                return rc;
-            if (!applied) {
-                /* Another execution got to this position first; start over from what it recorded. */
-                ctx->abandoned = 1;
-                return cairn__fail(CAIRN_ESHUTDOWN, "workflow %s is running elsewhere; stop here", ctx->run->id);
-            }
-        }
-        /* A short wait keeps the thread and looks again with growing pauses. */
-        long long pause = poll < remaining ? poll : remaining;
-        rc = sleep_here(ctx, pause);
-        if (rc != CAIRN_OK)
-            return rc;
-        poll = poll * 2 > 100 ? 100 : poll * 2;
-    }
+    free(output);
+    free(error);
+    return rc;
 }
 
 /* A message sent from a workflow: cairn.send() in the transaction that records the step. */

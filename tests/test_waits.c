@@ -455,6 +455,78 @@ static void test_recv_survives_kills(void **state)
     cairn_close(client);
 }
 
+/* ---- child workflows ------------------------------------------------------------ */
+
+/*
+ * A parent starts three children and awaits them; it waits without a thread
+ * and is woken by their finishes. Each child is started once, with the
+ * derived ID and its parent recorded.
+ */
+static void test_children(void **state)
+{
+    (void)state;
+    cairn *h = open_worker("children", 2, 100);
+    start(h, "parent", "par-1", "{\"n\": 3, \"child_ms\": 1500}", NULL);
+    wait_suspended("par-1/", 3, 20000);
+    assert_int_equal(q1("SELECT count(*) FROM cairn.workflow_status WHERE id = 'par-1' AND waiting LIKE 'workflow:par-1/%'",
+                        NULL),
+                     1);
+    long long t0 = mono_ms();
+    expect_success(h, "par-1", 30000, "[\"SUCCESS\",\"SUCCESS\",\"SUCCESS\"]");
+    printf("# parent of three 1.5 s children: finished %lld ms after they all suspended\n", mono_ms() - t0);
+    assert_int_equal(q1("SELECT count(*) FROM cairn.workflow_status WHERE parent_id = 'par-1'"
+                        " AND id IN ('par-1/1', 'par-1/2', 'par-1/3') AND status = 'SUCCESS'",
+                        NULL),
+                     3);
+    assert_int_equal(q1("SELECT count(*) FROM cairn.steps WHERE workflow_id = 'par-1' AND name = 'cairn.start_child'",
+                        NULL),
+                     3);
+    assert_int_equal(q1("SELECT count(*) FROM cairn.steps WHERE workflow_id = 'par-1' AND name = 'cairn.await'"
+                        " AND output->>'status' = 'SUCCESS' AND output->'result'->>'woke' IS NOT NULL",
+                        NULL),
+                     3);
+    cairn_close(h);
+}
+
+/* An await that times out is recorded; awaiting a workflow that is not a child works too (it is polled). */
+static void test_await_timeout_and_other(void **state)
+{
+    (void)state;
+    cairn *h = open_worker("await-other", 2, 100);
+    start(h, "sleeper", "other-1", "{\"ms\": 2000}", NULL);
+    start(h, "parent", "par-to", "{\"n\": 1, \"child_ms\": 3000, \"timeout_ms\": 500}", NULL);
+    start(h, "parent", "par-other", "{\"n\": 0, \"await\": \"other-1\"}", NULL);
+    expect_success(h, "par-to", 30000, "[\"timeout\"]");
+    expect_success(h, "par-other", 30000, "[\"SUCCESS\"]");
+    assert_int_equal(q1("SELECT count(*) FROM cairn.steps WHERE workflow_id = 'par-to' AND name = 'cairn.await'"
+                        " AND error->>'timeout' = 'true'",
+                        NULL),
+                     1);
+    expect_success(h, "par-to/1", 30000, NULL);
+    cairn_close(h);
+}
+
+/* SIGKILL while the children run: the parent resumes, and no child is started twice. */
+static void test_children_survive_kill(void **state)
+{
+    (void)state;
+    cairn *client = t_open("child-client", 1);
+    pid_t w = spawn("child-kill", 60000);
+    start(client, "parent", "par-kill", "{\"n\": 3, \"child_ms\": 2500}", "default");
+    long long end = mono_ms() + 20000;
+    while (q1("SELECT count(*) FROM cairn.workflow_status WHERE parent_id = 'par-kill'", NULL) < 3 && mono_ms() < end)
+        sleep_ms(20);
+    sleep_ms(500);
+    kill9(w);
+    w = spawn("child-kill", 60000);
+    expect_success(client, "par-kill", 60000, "[\"SUCCESS\",\"SUCCESS\",\"SUCCESS\"]");
+    assert_int_equal(q1("SELECT count(*) FROM cairn.workflow_status WHERE parent_id = 'par-kill'", NULL), 3);
+    assert_int_equal(
+        q1("SELECT count(*) FROM cairn.steps WHERE workflow_id = 'par-kill' AND name = 'cairn.start_child'", NULL), 3);
+    kill9(w);
+    cairn_close(client);
+}
+
 /* ---- bad input ------------------------------------------------------------------ */
 
 static int bad_waits(cairn_ctx *ctx, const char *input, char **output, void *udata)
@@ -516,7 +588,9 @@ int main(void)
         cmocka_unit_test_teardown(test_sleep_survives_kill, teardown), cmocka_unit_test_teardown(test_recv_order, teardown),
         cmocka_unit_test_teardown(test_recv_timeout, teardown),     cmocka_unit_test_teardown(test_recv_from_sql, teardown),
         cmocka_unit_test_teardown(test_recv_many_waiters, teardown), cmocka_unit_test_teardown(test_ctx_send_once, teardown),
-        cmocka_unit_test_teardown(test_recv_survives_kills, teardown), cmocka_unit_test_teardown(test_bad_input, teardown),
+        cmocka_unit_test_teardown(test_recv_survives_kills, teardown), cmocka_unit_test_teardown(test_children, teardown),
+        cmocka_unit_test_teardown(test_await_timeout_and_other, teardown),
+        cmocka_unit_test_teardown(test_children_survive_kill, teardown), cmocka_unit_test_teardown(test_bad_input, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -100,6 +100,52 @@ static int pinger(cairn_ctx *ctx, const char *input, char **output, void *udata)
     return CAIRN_OK;
 }
 
+static int parent(cairn_ctx *ctx, const char *input, char **output, void *udata)
+{
+    (void)udata;
+    json_t *in = json_loads(input, JSON_DECODE_ANY, NULL);
+    long long n = get_int(in, "n", 1), child_ms = get_int(in, "child_ms", 0), timeout = get_int(in, "timeout_ms", -1);
+    char other[256] = "";
+    if (json_string_value(json_object_get(in, "await")))
+        snprintf(other, sizeof other, "%s", json_string_value(json_object_get(in, "await")));
+    json_decref(in);
+    char ids[8][256];
+    char child_in[64];
+    snprintf(child_in, sizeof child_in, "{\"ms\": %lld}", child_ms);
+    if (n > 8)
+        n = 8;
+    for (long long i = 0; i < n; i++) {
+        char *id = NULL;
+        int rc = cairn_start_child(ctx, "sleeper", child_in, NULL, &id);
+        if (rc != CAIRN_OK)
+            return must_return(rc) ? rc : cairn_fail(ctx, "start child %lld: %s", i, cairn_strerror(rc));
+        snprintf(ids[i], sizeof ids[i], "%s", id);
+        cairn_free(id);
+    }
+    json_t *got = json_array();
+    for (long long i = 0; i <= n; i++) {
+        const char *id = i < n ? ids[i] : other;
+        if (!id[0])
+            break;
+        cairn_status st;
+        char *res = NULL;
+        int rc = cairn_ctx_await(ctx, id, (int)timeout, &st, &res);
+        if (rc == CAIRN_ETIMEDOUT) {
+            json_array_append_new(got, json_string("timeout"));
+            continue;
+        }
+        if (rc != CAIRN_OK) {
+            json_decref(got);
+            return must_return(rc) ? rc : cairn_fail(ctx, "await %s: %s", id, cairn_strerror(rc));
+        }
+        json_array_append_new(got, json_string(cairn_status_name(st)));
+        cairn_free(res);
+    }
+    *output = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(got);
+    return CAIRN_OK;
+}
+
 int wait_flows_register(cairn *h)
 {
     int rc = cairn_register_step(h, "stamp", stamp, NULL, NULL);
@@ -109,5 +155,7 @@ int wait_flows_register(cairn *h)
         rc = cairn_register_workflow(h, "consumer", consumer, NULL);
     if (rc == CAIRN_OK)
         rc = cairn_register_workflow(h, "pinger", pinger, NULL);
+    if (rc == CAIRN_OK)
+        rc = cairn_register_workflow(h, "parent", parent, NULL);
     return rc;
 }

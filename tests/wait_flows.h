@@ -10,6 +10,11 @@
  *              an array, "timeout" for each receive that timed out.
  *   "pinger"   {"to": ID, "topic": T, "n": N, "pause_ms": P}: sends 0..N-1
  *              to ID with cairn_ctx_send(), sleeping P ms after each.
+ *   "parent"   {"n": N, "child_ms": M, "timeout_ms": T, "await": ID}: starts
+ *              N (at most 8) "sleeper" children sleeping M ms, then awaits
+ *              each (timeout T, -1 forever) and, if given, workflow ID too;
+ *              returns their final statuses, "timeout" for an await that
+ *              timed out.
  */
 #ifndef CAIRN_TEST_WAIT_FLOWS_H
 #define CAIRN_TEST_WAIT_FLOWS_H
