@@ -117,3 +117,42 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
     fprintf(stderr, "usage: %s\n", usage);
     return CLI_EXIT_USAGE;
 }
+
+int cli_parse_named_args(int argc, char **argv, cli_named_args *a, const char *what, int want_name, cli_opt_fn extra,
+                         void *state)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        int got;
+
+        if (cli_is_help(arg)) {
+            a->help();
+            return CLI_EXIT_OK;
+        }
+        if (a->allow_json && strcmp(arg, "--json") == 0) {
+            a->as_json = 1;
+            continue;
+        }
+        if ((got = cli_opt_value(argc, argv, &i, "--db", &a->db)) < 0)
+            return cli_usage_error(a->usage, "--db needs a URL");
+        if (got > 0)
+            continue;
+        if (extra != NULL && (got = extra(argc, argv, &i, state)) != 0) {
+            if (got < 0)
+                return CLI_EXIT_USAGE;
+            continue;
+        }
+        if (want_name && strcmp(arg, "--") == 0 && i + 1 < argc && a->name == NULL) {
+            a->name = argv[++i];
+            continue;
+        }
+        if (arg[0] == '-')
+            return cli_usage_error(a->usage, "unknown option %s", arg);
+        if (!want_name || a->name != NULL)
+            return cli_usage_error(a->usage, "unexpected argument %s", arg);
+        a->name = arg;
+    }
+    if (want_name && a->name == NULL)
+        return cli_usage_error(a->usage, "%s %s needs a %s name", what, argv[0], what);
+    return -1;
+}

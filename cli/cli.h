@@ -80,6 +80,37 @@ int cli_is_help(const char *arg);
  */
 int cli_opt_value(int argc, char **argv, int *i, const char *name, const char **value);
 
+/*
+ * The arguments of a subcommand that acts on one named object (a queue, a
+ * schedule): --help, --json where allowed, --db, its own options and the
+ * object's name.
+ */
+typedef struct cli_named_args {
+    const char *usage;
+    void (*help)(void);
+    int allow_json;
+    const char *db;
+    int as_json;
+    const char *name;
+} cli_named_args;
+
+/*
+ * Match a command's own options at argv[*i]: returns 1 when it took the
+ * argument (and its value), 0 when argv[*i] is not one of them, and -1
+ * after a usage error was reported.
+ */
+typedef int (*cli_opt_fn)(int argc, char **argv, int *i, void *state);
+
+/*
+ * Parse a command's arguments into a: its options, those matched by extra
+ * (may be NULL), and one name of a `what` ("queue", "schedule") when
+ * want_name is set (required then; "--" lets a name start with a dash).
+ * Returns -1 to go on, or an exit status to return at once (after --help
+ * or a usage error).
+ */
+int cli_parse_named_args(int argc, char **argv, cli_named_args *a, const char *what, int want_name, cli_opt_fn extra,
+                         void *state);
+
 /* Parse text as a whole decimal number from 1 to INT_MAX. Returns 0, or -1 when it is not one. */
 int cli_parse_positive(const char *text, int *out);
 

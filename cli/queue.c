@@ -248,75 +248,15 @@ static void queue_delete_help(void)
            QUEUE_DELETE_USAGE);
 }
 
-/* The arguments every queue command takes: --db, --json where it applies, and a queue name. */
-typedef struct queue_args {
-    const char *usage;
-    void (*help)(void);
-    int allow_json;
-    const char *db;
-    int as_json;
-    const char *name;
-} queue_args;
-
-/*
- * Match the command's own options at argv[*i]: returns 1 when it took the
- * argument (and its value), 0 when argv[*i] is not one of them, and -1
- * after a usage error was reported.
- */
-typedef int (*queue_opt_fn)(int argc, char **argv, int *i, void *state);
-
-/*
- * Parse a queue command's arguments into a: its options, those matched by
- * extra (may be NULL), and one queue name when want_name is set (required
- * then; "--" lets a name start with a dash). Returns -1 to go on, or an
- * exit status to return at once (after --help or a usage error).
- */
-static int parse_queue_args(int argc, char **argv, queue_args *a, int want_name, queue_opt_fn extra, void *state)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        int got;
-
-        if (cli_is_help(arg)) {
-            a->help();
-            return CLI_EXIT_OK;
-        }
-        if (a->allow_json && strcmp(arg, "--json") == 0) {
-            a->as_json = 1;
-            continue;
-        }
-        if ((got = cli_opt_value(argc, argv, &i, "--db", &a->db)) < 0)
-            return cli_usage_error(a->usage, "--db needs a URL");
-        if (got > 0)
-            continue;
-        if (extra != NULL && (got = extra(argc, argv, &i, state)) != 0) {
-            if (got < 0)
-                return CLI_EXIT_USAGE;
-            continue;
-        }
-        if (want_name && strcmp(arg, "--") == 0 && i + 1 < argc && a->name == NULL) {
-            a->name = argv[++i];
-            continue;
-        }
-        if (arg[0] == '-')
-            return cli_usage_error(a->usage, "unknown option %s", arg);
-        if (!want_name || a->name != NULL)
-            return cli_usage_error(a->usage, "unexpected argument %s", arg);
-        a->name = arg;
-    }
-    if (want_name && a->name == NULL)
-        return cli_usage_error(a->usage, "queue %s needs a queue name", argv[0]);
-    return -1;
-}
 
 static int queue_list(int argc, char **argv, const cli_global *g)
 {
-    queue_args a = {QUEUE_LIST_USAGE, queue_list_help, 1, g->db, 0, NULL};
+    cli_named_args a = {QUEUE_LIST_USAGE, queue_list_help, 1, g->db, 0, NULL};
     char *json = NULL;
     cairn *h;
     int rc;
 
-    if ((rc = parse_queue_args(argc, argv, &a, 0, NULL, NULL)) >= 0)
+    if ((rc = cli_parse_named_args(argc, argv, &a, "queue", 0, NULL, NULL)) >= 0)
         return rc;
     rc = cli_open_db(a.db, CAIRN_NO_MIGRATE, &h);
     if (rc == CAIRN_OK)
@@ -339,12 +279,12 @@ static int queue_list(int argc, char **argv, const cli_global *g)
 
 static int queue_show(int argc, char **argv, const cli_global *g)
 {
-    queue_args a = {QUEUE_SHOW_USAGE, queue_show_help, 1, g->db, 0, NULL};
+    cli_named_args a = {QUEUE_SHOW_USAGE, queue_show_help, 1, g->db, 0, NULL};
     char *json = NULL;
     cairn *h;
     int rc;
 
-    if ((rc = parse_queue_args(argc, argv, &a, 1, NULL, NULL)) >= 0)
+    if ((rc = cli_parse_named_args(argc, argv, &a, "queue", 1, NULL, NULL)) >= 0)
         return rc;
     rc = cli_open_db(a.db, CAIRN_NO_MIGRATE, &h);
     if (rc == CAIRN_OK)
@@ -373,7 +313,7 @@ typedef struct set_state {
     int has_pconc, pconc;
 } set_state;
 
-/* Match the options of `queue set` (see queue_opt_fn). */
+/* Match the options of `queue set` (see cli_opt_fn). */
 static int set_option(int argc, char **argv, int *i, void *state)
 {
     set_state *s = state;
@@ -497,7 +437,7 @@ static void put_limit(const char *sep, const char *label, int v)
 
 static int queue_set(int argc, char **argv, const cli_global *g)
 {
-    queue_args a = {QUEUE_SET_USAGE, queue_set_help, 0, g->db, 0, NULL};
+    cli_named_args a = {QUEUE_SET_USAGE, queue_set_help, 0, g->db, 0, NULL};
     set_state s;
     cairn_queue_options o;
     char *json = NULL;
@@ -506,7 +446,7 @@ static int queue_set(int argc, char **argv, const cli_global *g)
     int rc;
 
     memset(&s, 0, sizeof(s));
-    if ((rc = parse_queue_args(argc, argv, &a, 1, set_option, &s)) >= 0)
+    if ((rc = cli_parse_named_args(argc, argv, &a, "queue", 1, set_option, &s)) >= 0)
         return rc;
 
     /*
@@ -571,11 +511,11 @@ static int queue_set(int argc, char **argv, const cli_global *g)
 
 static int queue_delete(int argc, char **argv, const cli_global *g)
 {
-    queue_args a = {QUEUE_DELETE_USAGE, queue_delete_help, 0, g->db, 0, NULL};
+    cli_named_args a = {QUEUE_DELETE_USAGE, queue_delete_help, 0, g->db, 0, NULL};
     cairn *h;
     int rc;
 
-    if ((rc = parse_queue_args(argc, argv, &a, 1, NULL, NULL)) >= 0)
+    if ((rc = cli_parse_named_args(argc, argv, &a, "queue", 1, NULL, NULL)) >= 0)
         return rc;
     rc = cli_open_db(a.db, CAIRN_NO_MIGRATE, &h);
     if (rc == CAIRN_OK)

@@ -115,66 +115,6 @@ static void schedule_delete_help(void)
            SCHEDULE_DELETE_USAGE);
 }
 
-/* What the arguments of a schedule command said. */
-typedef struct sched_args {
-    const char *usage;
-    void (*help)(void);
-    int allow_json;
-    const char *db;
-    int as_json;
-    const char *name;
-} sched_args;
-
-/*
- * Matches a command's own options at argv[*i]: returns 1 when it took the
- * option (advancing *i past a value), 0 when argv[*i] is not one of them,
- * and -1 after reporting bad usage.
- */
-typedef int (*sched_opt_fn)(int argc, char **argv, int *i, void *state);
-
-/*
- * Parse the arguments of a schedule command: --help, --json (when
- * allowed), --db, the command's own options through extra (may be NULL),
- * and one schedule name when want_name is set ("--" lets a name start with
- * a dash). Returns -1 to go on, or an exit status to return at once.
- */
-static int parse_sched_args(int argc, char **argv, sched_args *a, int want_name, sched_opt_fn extra, void *state)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        int got;
-
-        if (cli_is_help(arg)) {
-            a->help();
-            return CLI_EXIT_OK;
-        }
-        if (a->allow_json && strcmp(arg, "--json") == 0) {
-            a->as_json = 1;
-            continue;
-        }
-        if ((got = cli_opt_value(argc, argv, &i, "--db", &a->db)) < 0)
-            return cli_usage_error(a->usage, "--db needs a URL");
-        if (got > 0)
-            continue;
-        if (extra != NULL && (got = extra(argc, argv, &i, state)) != 0) {
-            if (got < 0)
-                return CLI_EXIT_USAGE;
-            continue;
-        }
-        if (want_name && strcmp(arg, "--") == 0 && i + 1 < argc && a->name == NULL) {
-            a->name = argv[++i];
-            continue;
-        }
-        if (arg[0] == '-')
-            return cli_usage_error(a->usage, "unknown option %s", arg);
-        if (!want_name || a->name != NULL)
-            return cli_usage_error(a->usage, "unexpected argument %s", arg);
-        a->name = arg;
-    }
-    if (want_name && a->name == NULL)
-        return cli_usage_error(a->usage, "schedule %s needs a schedule name", argv[0]);
-    return -1;
-}
 
 /* Columns of the list, and the fields of show in the same order plus two. */
 enum { SC_NAME, SC_WORKFLOW, SC_CRON, SC_TZ, SC_QUEUE, SC_BACKFILL, SC_PAUSED, SC_LAST, SC_NEXT, SC_LIST,
@@ -286,12 +226,12 @@ static int schedule_list(int argc, char **argv, const cli_global *g)
     static const char *const header[SC_LIST] = {"NAME",   "WORKFLOW", "CRON",      "TIMEZONE", "QUEUE",
                                                 "BACKFILL", "PAUSED", "LAST_TICK", "NEXT_TICK"};
     static const size_t limits[SC_LIST] = {40, 40, 40};
-    sched_args a = {SCHEDULE_LIST_USAGE, schedule_list_help, 1, g->db, 0, NULL};
+    cli_named_args a = {SCHEDULE_LIST_USAGE, schedule_list_help, 1, g->db, 0, NULL};
     char *json;
     cairn *h;
     int rc;
 
-    if ((rc = parse_sched_args(argc, argv, &a, 0, NULL, NULL)) >= 0)
+    if ((rc = cli_parse_named_args(argc, argv, &a, "schedule", 0, NULL, NULL)) >= 0)
         return rc;
     if ((rc = read_list(a.db, &h, &json)) != 0)
         return rc;
@@ -335,14 +275,14 @@ static int print_schedule(const char *text, size_t len)
 
 static int schedule_show(int argc, char **argv, const cli_global *g)
 {
-    sched_args a = {SCHEDULE_SHOW_USAGE, schedule_show_help, 1, g->db, 0, NULL};
+    cli_named_args a = {SCHEDULE_SHOW_USAGE, schedule_show_help, 1, g->db, 0, NULL};
     const char *obj = NULL;
     size_t len = 0;
     char *json;
     cairn *h;
     int rc;
 
-    if ((rc = parse_sched_args(argc, argv, &a, 1, NULL, NULL)) >= 0)
+    if ((rc = cli_parse_named_args(argc, argv, &a, "schedule", 1, NULL, NULL)) >= 0)
         return rc;
     if ((rc = read_list(a.db, &h, &json)) != 0)
         return rc;
@@ -423,7 +363,7 @@ static void next_tick_of(cairn *h, const char *name, char *out, size_t len)
 
 static int schedule_set(int argc, char **argv, const cli_global *g)
 {
-    sched_args a = {SCHEDULE_SET_USAGE, schedule_set_help, 0, g->db, 0, NULL};
+    cli_named_args a = {SCHEDULE_SET_USAGE, schedule_set_help, 0, g->db, 0, NULL};
     set_state s;
     const char *obj;
     size_t len;
@@ -434,7 +374,7 @@ static int schedule_set(int argc, char **argv, const cli_global *g)
 
     memset(&s, 0, sizeof(s));
     s.o.size = sizeof(s.o);
-    if ((rc = parse_sched_args(argc, argv, &a, 1, set_option, &s)) >= 0)
+    if ((rc = cli_parse_named_args(argc, argv, &a, "schedule", 1, set_option, &s)) >= 0)
         return rc;
     if (s.o.workflow == NULL)
         return cli_usage_error(SCHEDULE_SET_USAGE, "schedule set needs --workflow");
@@ -465,12 +405,12 @@ static int schedule_set(int argc, char **argv, const cli_global *g)
 static int schedule_simple(int argc, char **argv, const cli_global *g, const char *usage, void (*help)(void),
                            int op)
 {
-    sched_args a = {usage, help, 0, g->db, 0, NULL};
+    cli_named_args a = {usage, help, 0, g->db, 0, NULL};
     char next[64];
     cairn *h;
     int rc;
 
-    if ((rc = parse_sched_args(argc, argv, &a, 1, NULL, NULL)) >= 0)
+    if ((rc = cli_parse_named_args(argc, argv, &a, "schedule", 1, NULL, NULL)) >= 0)
         return rc;
     rc = cli_open_db(a.db, CAIRN_NO_MIGRATE, &h);
     if (rc == CAIRN_OK)

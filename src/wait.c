@@ -161,7 +161,7 @@ static int sleep_to(cairn_ctx *ctx, long long until)
     }
     ctx->next++;
     if (!c) {
-        int applied;
+        int applied = 0;
         rc = record(ctx, number, SLEEP_STEP, out, NULL, &applied);
         if (rc != CAIRN_OK)
             return rc;
@@ -259,7 +259,7 @@ static int durable_wait(cairn_ctx *ctx, const char *name, const char *waiting, i
         }
         long long now = cairn__db_now_ms(h);
         if (timeout_ms == 0 || (until >= 0 && now >= until)) {
-            int applied;
+            int applied = 0;
             rc = record(ctx, number, name, NULL, TIMEOUT_ERROR, &applied);
             if (rc != CAIRN_OK)
                 return rc;
@@ -285,7 +285,7 @@ static int durable_wait(cairn_ctx *ctx, const char *name, const char *waiting, i
             return suspend(ctx, new_deadline, DEADLINE_STEP, out, wake, waiting);
         }
         if (new_deadline) {
-            int applied;
+            int applied = 0;
             rc = record(ctx, new_deadline, DEADLINE_STEP, out, NULL, &applied);
             if (rc != CAIRN_OK)
                 return rc;
