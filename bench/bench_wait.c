@@ -48,12 +48,13 @@ typedef struct config {
     int spread_s;
     int lead_s; /* 0: chosen from N */
     int workers;
+    int commit_connections;
     int keep;
 } config;
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_wait [--workflows N] [--spread-s S] [--lead-s L] [--workers W] [--keep]\n"
+    fprintf(stderr, "usage: bench_wait [--workflows N] [--spread-s S] [--lead-s L] [--workers W] [--commit-connections C] [--keep]\n"
                     "                  [--pgbench PATH (ignored)] [CONNINFO]\n");
 }
 
@@ -75,6 +76,8 @@ static int parse_args(int argc, char **argv, config *c)
             c->lead_s = atoi(v), i++;
         else if (strcmp(a, "--workers") == 0 && v)
             c->workers = atoi(v), i++;
+        else if (strcmp(a, "--commit-connections") == 0 && v)
+            c->commit_connections = atoi(v), i++;
         else if (strcmp(a, "--pgbench") == 0 && v)
             i++;
         else if (strcmp(a, "--keep") == 0)
@@ -133,6 +136,40 @@ static void delete_naps(void)
     PQclear(q("DELETE FROM cairn.workflow_status WHERE id LIKE 'nap-%'", 0, NULL));
 }
 
+/* ---- what the handle sends while the workflows wake ------------------------ */
+
+#define TALLY_MAX 32
+static pthread_mutex_t tally_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int tally_on;
+static struct {
+    char name[48];
+    long long n;
+} tally[TALLY_MAX];
+static int ntally;
+
+/* Counts the library's statements by prepared-statement name (others by their first words). */
+static void count_named(const PGconn *conn, const char *how, const char *what)
+{
+    if (!atomic_load(&tally_on) || conn == mon || !what)
+        return;
+    char key[48];
+    if (strcmp(how, "PQexecPrepared") == 0 || strcmp(how, "PQsendQueryPrepared") == 0)
+        snprintf(key, sizeof key, "%s", what);
+    else
+        snprintf(key, sizeof key, "%.40s", what);
+    pthread_mutex_lock(&tally_lock);
+    int i = 0;
+    while (i < ntally && strcmp(tally[i].name, key) != 0)
+        i++;
+    if (i == ntally && ntally < TALLY_MAX) {
+        snprintf(tally[i].name, sizeof tally[i].name, "%s", key);
+        ntally++;
+    }
+    if (i < ntally)
+        tally[i].n++;
+    pthread_mutex_unlock(&tally_lock);
+}
+
 /* ---- sampling this process ---------------------------------------------- */
 
 typedef struct sample {
@@ -186,6 +223,7 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &cfg) < 0)
         return 2;
     setvbuf(stdout, NULL, _IOLBF, 0);
+    count_stmt_hook = count_named;
     mon = PQconnectdb(cfg.conninfo);
     if (PQstatus(mon) != CONNECTION_OK)
         die("connecting: %s", PQerrorMessage(mon));
@@ -196,6 +234,7 @@ int main(int argc, char **argv)
     o.conninfo = cfg.conninfo[0] ? cfg.conninfo : NULL;
     o.executor_id = "bench-wait";
     o.workers = cfg.workers;
+    o.commit_connections = cfg.commit_connections;
     cairn *h = NULL;
     if (cairn_open(&h, &o) != CAIRN_OK)
         die("cairn_open: %s", h ? cairn_errmsg(h) : "out of memory");
@@ -259,6 +298,7 @@ int main(int argc, char **argv)
 
     /* Wake: wait for every finish. */
     double w0 = now_s();
+    atomic_store(&tally_on, 1);
     long long done = 0;
     while (done < cfg.workflows) {
         read_self(&s);
@@ -270,7 +310,15 @@ int main(int argc, char **argv)
         if (done < cfg.workflows)
             sleep_s(1.0);
     }
+    atomic_store(&tally_on, 0);
+    double wake_s = now_s() - w0;
     read_self(&s);
+    if (COUNTING_LIBPQ) {
+        printf("bench_wait: statements per workflow while they woke (%.1f s):", wake_s);
+        for (int i = 0; i < ntally; i++)
+            printf(" %s %.2f", tally[i].name, (double)tally[i].n / cfg.workflows);
+        printf("\n");
+    }
     printf("bench_wait: while they woke: %d threads, %.0f MB resident, %lld connections; peak resident over the "
            "run %.0f MB\n",
            wakep.threads, wakep.rss_kb / 1024.0, wakep.conns, s.hwm_kb / 1024.0);

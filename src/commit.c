@@ -339,13 +339,25 @@ static void commit_batch(cairn *h, cairn__conn *c, cairn__item *const *batch, in
     }
 }
 
-/* A commit connection no batch is using, or NULL; called with commit_lock held. */
+/*
+ * A commit connection for the next batch, or NULL; called with commit_lock
+ * held. While a batch is in flight, another starts only once SECOND_BATCH
+ * items wait: a few items are better off joining the batch after it (one
+ * fsync for all) than taking a connection of their own (one fsync each,
+ * and the in-flight batch's successor left smaller too).
+ */
+#define SECOND_BATCH 4
 static cairn__conn *free_conn(cairn *h)
 {
-    for (int i = 0; i < h->commit_conns_n; i++)
-        if (!h->commit_conns[i].in_use)
-            return &h->commit_conns[i];
-    return NULL;
+    cairn__conn *free = NULL;
+    int busy = 0;
+    for (int i = 0; i < h->commit_conns_n; i++) {
+        if (h->commit_conns[i].in_use)
+            busy++;
+        else if (!free)
+            free = &h->commit_conns[i];
+    }
+    return busy && h->pending_count < SECOND_BATCH ? NULL : free;
 }
 
 /* Wakes one waiter, to lead or (done) because its item is written. */

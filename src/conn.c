@@ -419,24 +419,32 @@ void cairn__pool_put(cairn *h, cairn__conn *c)
     pthread_mutex_unlock(&h->pool_lock);
 }
 
-int cairn__query(cairn *h, int stmt_id, int nparams, const char *const *values, PGresult **res)
+/*
+ * Runs one statement on a pool connection, prepared (sql is its name) or
+ * not, reconnecting and retrying after a lost connection until
+ * connect_timeout_ms has passed.
+ */
+static int pool_run(cairn *h, int prepared, const char *sql, int nparams, const char *const *values, const char *what,
+                    PGresult **res)
 {
     cairn__conn *c;
     cairn__pool_get(h, &c);
     long long deadline = cairn__now_ms() + h->connect_timeout_ms;
     long long backoff = 50;
     int rc;
+    *res = NULL;
     for (;;) {
         rc = cairn__conn_ensure(h, c);
         if (rc == CAIRN_OK) {
-            PGresult *r = PQexecPrepared(c->pg, statements[stmt_id].name, nparams, values, NULL, NULL, 0);
-            if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+            PGresult *r = prepared ? PQexecPrepared(c->pg, sql, nparams, values, NULL, NULL, 0)
+                                   : PQexecParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0);
+            ExecStatusType st = PQresultStatus(r);
+            if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
                 *res = r;
-                rc = CAIRN_OK;
                 break;
             }
             if (!cairn__conn_lost(c->pg, r)) {
-                rc = cairn__fail_pg(CAIRN_EDB, r, c->pg, statements[stmt_id].name);
+                rc = cairn__fail_pg(CAIRN_EDB, r, c->pg, what);
                 PQclear(r);
                 break;
             }
@@ -457,6 +465,17 @@ int cairn__query(cairn *h, int stmt_id, int nparams, const char *const *values, 
     }
     cairn__pool_put(h, c);
     return rc;
+}
+
+int cairn__query(cairn *h, int stmt_id, int nparams, const char *const *values, PGresult **res)
+{
+    return pool_run(h, 1, statements[stmt_id].name, nparams, values, statements[stmt_id].name, res);
+}
+
+int cairn__pool_exec(cairn *h, const char *sql, int nparams, const char *const *values, const char *what,
+                     PGresult **res)
+{
+    return pool_run(h, 0, sql, nparams, values, what, res);
 }
 
 const char *cairn__stmt_name(int stmt_id)

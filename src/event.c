@@ -27,48 +27,6 @@
 #include "internal.h"
 
 
-int cairn__pool_exec(cairn *h, const char *sql, int nparams, const char *const *values, const char *what,
-                     PGresult **res)
-{
-    cairn__conn *c;
-    cairn__pool_get(h, &c);
-    long long deadline = cairn__now_ms() + h->connect_timeout_ms;
-    long long backoff = 50;
-    int rc;
-    *res = NULL;
-    for (;;) {
-        rc = cairn__conn_ensure(h, c);
-        if (rc == CAIRN_OK) {
-            PGresult *r = PQexecParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0);
-            ExecStatusType st = PQresultStatus(r);
-            if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-                *res = r;
-                break;
-            }
-            if (!cairn__conn_lost(c->pg, r)) {
-                rc = cairn__fail_pg(CAIRN_EDB, r, c->pg, what);
-                PQclear(r);
-                break;
-            }
-            rc = cairn__fail_pg(CAIRN_ECONN, r, c->pg, "lost the database connection");
-            PQclear(r);
-            cairn__conn_drop(c);
-        } else if (rc != CAIRN_ECONN) {
-            break;
-        }
-        if (atomic_load(&h->shutting_down)) {
-            rc = cairn__fail(CAIRN_ESHUTDOWN, "the handle is closing");
-            break;
-        }
-        if (cairn__now_ms() + backoff > deadline)
-            break; /* rc is CAIRN_ECONN with libpq's message */
-        cairn__sleep(h, backoff);
-        backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
-    }
-    cairn__pool_put(h, c);
-    return rc;
-}
-
 int cairn__check_payload(const cairn *h, const char *what, const char *json)
 {
     char err[256];

@@ -123,6 +123,18 @@ int cairn__conn_lost(PGconn *pg, const PGresult *res);
  */
 int cairn__query(cairn *h, int stmt, int nparams, const char *const *values, PGresult **res);
 int cairn__pool_get(cairn *h, cairn__conn **out);
+/*
+ * Run one statement with text parameters on a pool connection (an unnamed
+ * statement, so the pool's prepared set stays as conn.c defines it),
+ * reconnecting and retrying after a lost connection until
+ * connect_timeout_ms has passed (so a write whose commit was lost with
+ * the connection may be applied twice: callers use it for reads and for
+ * at-least-once appends only). On CAIRN_OK *res holds a TUPLES_OK or
+ * COMMAND_OK result the caller clears. `what` names the statement in
+ * error messages.
+ */
+int cairn__pool_exec(cairn *h, const char *sql, int nparams, const char *const *values, const char *what,
+                     PGresult **res);
 const char *cairn__stmt_name(int stmt_id);
 void cairn__pool_put(cairn *h, cairn__conn *c);
 
@@ -298,18 +310,6 @@ int cairn__fleet_fence(cairn *h, cairn__run *r);
 #define CAIRN__POLL_MIN_MS 5   /* a waiting reader's first interval between looks */
 #define CAIRN__POLL_MAX_MS 100 /* and its longest */
 
-/*
- * Run one statement with text parameters on a pool connection (an unnamed
- * statement, so the pool's prepared set stays as conn.c defines it),
- * reconnecting and retrying after a lost connection until
- * connect_timeout_ms has passed (so a write whose commit was lost with
- * the connection may be applied twice: callers use it for reads and for
- * at-least-once appends only). On CAIRN_OK *res holds a TUPLES_OK or
- * COMMAND_OK result the caller clears. `what` names the statement in
- * error messages.
- */
-int cairn__pool_exec(cairn *h, const char *sql, int nparams, const char *const *values, const char *what,
-                     PGresult **res);
 /* CAIRN_OK, or CAIRN_ETOOBIG / CAIRN_EJSON with a message naming `what`. */
 int cairn__check_payload(const cairn *h, const char *what, const char *json);
 /* The watch generation of a workflow's bucket; read it before looking in the database. */
