@@ -413,8 +413,10 @@ int cairn_start_workers(cairn *h)
     if (h->names.oom)
         return cairn__fail(CAIRN_ENOMEM, "out of memory");
     rc = cairn__fleet_register(h);
-    if (rc == CAIRN_OK)
+    if (rc == CAIRN_OK) {
+        cairn__commit_warm(h);
         rc = cairn__recover(h, NULL);
+    }
     if (rc != CAIRN_OK)
         return rc;
     return cairn__dispatch_start(h);

@@ -21,12 +21,33 @@
 
 #define KINDS 5 /* START, STEP, FINISH, ENQUEUE, SUSPEND */
 
+static cairn__conn *free_conn(cairn *h);
+static void poke(cairn__item *it, int done);
+
 int cairn__commit_init(cairn *h)
 {
     h->commit_conns = calloc((size_t)h->commit_conns_n, sizeof *h->commit_conns);
     if (!h->commit_conns)
         return cairn__fail(CAIRN_ENOMEM, "out of memory");
     return CAIRN_OK;
+}
+
+void cairn__commit_warm(cairn *h)
+{
+    pthread_mutex_lock(&h->commit_lock);
+    cairn__conn *c = h->commit_conns_n > 0 && !h->commit_conns[0].in_use ? &h->commit_conns[0] : NULL;
+    if (c)
+        c->in_use = 1;
+    pthread_mutex_unlock(&h->commit_lock);
+    if (!c)
+        return;
+    if (cairn__conn_ensure(h, c) != CAIRN_OK)
+        cairn__log(h, CAIRN_LOG_DEBUG, "opening a commit connection ahead of need: %s", cairn_errmsg(h));
+    pthread_mutex_lock(&h->commit_lock);
+    c->in_use = 0;
+    if (h->pending_head)
+        poke(h->pending_head, 0); /* an item that queued meanwhile leads now */
+    pthread_mutex_unlock(&h->commit_lock);
 }
 
 void cairn__commit_free(cairn *h)
@@ -278,6 +299,7 @@ out:
     return rc;
 }
 
+
 /*
  * Writes a batch until it commits. A lost connection is retried with
  * back-off (every statement is idempotent, so a commit whose outcome was
@@ -314,7 +336,19 @@ static void commit_batch(cairn *h, cairn__conn *c, cairn__item *const *batch, in
             items[0]->rc = rc == CAIRN_EDB ? CAIRN_EDB : rc;
             return;
         }
-        /* The connection is gone. */
+        /*
+         * The connection is gone. Items queued behind this batch must not
+         * wait for it (it may retry for as long as the outage lasts): mark
+         * it retrying, so free_conn lets them lead a batch of their own and
+         * give up at their own deadlines.
+         */
+        if (!c->retrying) {
+            pthread_mutex_lock(&h->commit_lock);
+            c->retrying = 1;
+            if (h->pending_head && free_conn(h))
+                poke(h->pending_head, 0);
+            pthread_mutex_unlock(&h->commit_lock);
+        }
         /* Warn once per outage, not once per retry. */
         cairn__log(h, backoff == 20 ? CAIRN_LOG_WARN : CAIRN_LOG_DEBUG, "checkpoint write failed, retrying: %s", err);
         int shutting = atomic_load(&h->shutting_down);
@@ -344,7 +378,10 @@ static void commit_batch(cairn *h, cairn__conn *c, cairn__item *const *batch, in
  * held. While a batch is in flight, another starts only once SECOND_BATCH
  * items wait: a few items are better off joining the batch after it (one
  * fsync for all) than taking a connection of their own (one fsync each,
- * and the in-flight batch's successor left smaller too).
+ * and the in-flight batch's successor left smaller too). A batch that is
+ * retrying a lost connection does not count as in flight: what queues
+ * behind it would otherwise wait out the whole outage instead of giving
+ * up after connect_timeout_ms.
  */
 #define SECOND_BATCH 4
 static cairn__conn *free_conn(cairn *h)
@@ -353,7 +390,7 @@ static cairn__conn *free_conn(cairn *h)
     int busy = 0;
     for (int i = 0; i < h->commit_conns_n; i++) {
         if (h->commit_conns[i].in_use)
-            busy++;
+            busy += !h->commit_conns[i].retrying;
         else if (!free)
             free = &h->commit_conns[i];
     }
@@ -427,6 +464,7 @@ int cairn__commit(cairn *h, cairn__item *item)
 
         pthread_mutex_lock(&h->commit_lock);
         c->in_use = 0;
+        c->retrying = 0;
         if (h->pending_head)
             poke(h->pending_head, 0); /* the next leader */
         pthread_mutex_unlock(&h->commit_lock);

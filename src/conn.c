@@ -329,20 +329,40 @@ static void notice_to_log(void *arg, const char *message)
     cairn__log(h, CAIRN_LOG_DEBUG, "server notice: %.*s", (int)n, message);
 }
 
+/*
+ * Prepares every statement in one round trip: the Parse messages go out in
+ * pipeline mode behind one Sync. A new connection is on the path of the
+ * first checkpoint after a start or a reconnect, and one round trip per
+ * statement made that wait tens of milliseconds on a busy server.
+ */
 static int prepare_all(cairn__conn *c)
 {
-    for (int i = 0; i < CAIRN__Q_COUNT; i++) {
-        PGresult *r = PQprepare(c->pg, statements[i].name, statements[i].sql, 0, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            int rc = cairn__fail_pg(cairn__conn_lost(c->pg, r) ? CAIRN_ECONN : CAIRN_ESCHEMA, r, c->pg,
+    PGconn *pg = c->pg;
+    int ok = PQenterPipelineMode(pg);
+    for (int i = 0; i < CAIRN__Q_COUNT && ok; i++)
+        ok = PQsendPrepare(pg, statements[i].name, statements[i].sql, 0, NULL);
+    if (!ok || !PQpipelineSync(pg))
+        return cairn__fail_pg(CAIRN_ECONN, NULL, pg, "preparing statements");
+    /* Each statement's results end with a NULL; the first failure is kept. */
+    int rc = CAIRN_OK;
+    for (int i = 0; i < CAIRN__Q_COUNT && PQstatus(pg) == CONNECTION_OK; i++) {
+        PGresult *r;
+        while ((r = PQgetResult(pg)) != NULL) {
+            ExecStatusType st = PQresultStatus(r);
+            if (rc == CAIRN_OK && st != PGRES_COMMAND_OK && st != PGRES_PIPELINE_ABORTED)
+                rc = cairn__fail_pg(cairn__conn_lost(pg, r) ? CAIRN_ECONN : CAIRN_ESCHEMA, r, pg,
                                     "preparing statements");
             PQclear(r);
-            return rc;
         }
-        PQclear(r);
     }
-    c->prepared = 1;
-    return CAIRN_OK;
+    PGresult *sync = PQstatus(pg) == CONNECTION_OK ? PQgetResult(pg) : NULL;
+    int synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    PQclear(sync);
+    if (rc == CAIRN_OK && (!synced || !PQexitPipelineMode(pg)))
+        rc = cairn__fail_pg(CAIRN_ECONN, NULL, pg, "preparing statements");
+    if (rc == CAIRN_OK)
+        c->prepared = 1;
+    return rc;
 }
 
 int cairn__conn_open(cairn *h, cairn__conn *c, int prepare)

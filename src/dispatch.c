@@ -203,7 +203,9 @@ static void *dispatcher_main(void *arg)
     while (!atomic_load(&h->shutting_down)) {
         if (!c.pg || PQstatus(c.pg) != CONNECTION_OK) {
             if (connect_listener(h, &c) != CAIRN_OK) {
-                cairn__log(h, CAIRN_LOG_WARN, "dispatcher: %s; retrying", cairn_errmsg(h));
+                /* Warn once per outage, not once per retry. */
+                cairn__log(h, backoff == 50 ? CAIRN_LOG_WARN : CAIRN_LOG_DEBUG, "dispatcher: %s; retrying",
+                           cairn_errmsg(h));
                 cairn__sleep(h, backoff);
                 backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
                 continue;

@@ -105,6 +105,7 @@ typedef struct cairn__conn {
     PGconn *pg;
     int prepared; /* statements are prepared on pg */
     int in_use;
+    int retrying; /* commit connections: its batch is retrying a lost connection */
 } cairn__conn;
 
 /* Opens c->pg and prepares the statements; fills err on failure. */
@@ -204,6 +205,13 @@ typedef struct cairn__item {
 /* Queue the item, help commit batches until it is done, return item->rc. */
 int cairn__commit(cairn *h, cairn__item *item);
 int cairn__commit_init(cairn *h);
+/*
+ * Opens the first commit connection before work arrives, so that the first
+ * checkpoints after a start (recovered workflows above all) do not wait for
+ * a connection and its prepared statements. A failure is only logged: the
+ * first batch connects again.
+ */
+void cairn__commit_warm(cairn *h);
 void cairn__commit_free(cairn *h);
 
 /* ---- executor.c: runs and the thread pool ------------------------------ */

@@ -338,6 +338,14 @@ int main(int argc, char **argv)
     }
     ledger_conninfo = db;
     ledger_run = run;
+    /*
+     * Open the ledger connections before the library starts running
+     * workflows: opened lazily, a recovered run's executor threads spent
+     * the first tens of milliseconds connecting to the ledger, so a kill
+     * soon after "started" rarely caught a step in flight.
+     */
+    for (long long i = 0; i < workers && i < MAX_LEDGER_CONNS; i++)
+        ledger_put(ledger_get());
 
     cairn_options o;
     memset(&o, 0, sizeof o);

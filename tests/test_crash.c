@@ -550,10 +550,21 @@ static unsigned rng_next(unsigned *s)
 static int kill_until_done(const worker_cfg *c, unsigned *rng, int *reported_started)
 {
     int kills = 0;
+    /*
+     * A machine slower than the delays assume (a sanitizer build, a loaded
+     * host) could have every kill land before a single checkpoint commits:
+     * after STALL_KILLS kills in a row without a new checkpoint, the delays
+     * stretch (up to 2 s), so the round still ends while most kills still
+     * hit early moments.
+     */
+    enum { STALL_KILLS = 8 };
+    int stretch = 1, stalled = 0;
+    long checkpoints = q_long("SELECT count(*) FROM cairn.steps WHERE workflow_id LIKE 'rand-%'", NULL, NULL);
     for (;;) {
         int fd, run;
         pid_t pid = spawn_worker(c, &fd, &run);
         int delay = RANDOM_MIN_DELAY_MS + (int)(rng_next(rng) % (RANDOM_MAX_DELAY_MS - RANDOM_MIN_DELAY_MS + 1));
+        delay *= stretch;
         int from_fork = rng_next(rng) % 4 == 0;
         char out[8192] = "";
         size_t n = 0;
@@ -573,7 +584,17 @@ static int kill_until_done(const worker_cfg *c, unsigned *rng, int *reported_sta
             if (strstr(out, "started\n"))
                 (*reported_started)++;
             if (kills >= RANDOM_MAX_KILLS)
-                fail_msg("the round's workflows were not all finished after %d kills", kills);
+                fail_msg("the round's workflows were not all finished after %d kills (delays stretched %dx)", kills,
+                         stretch);
+            long now = q_long("SELECT count(*) FROM cairn.steps WHERE workflow_id LIKE 'rand-%'", NULL, NULL);
+            stalled = now == checkpoints ? stalled + 1 : 0;
+            checkpoints = now;
+            if (stalled >= STALL_KILLS && RANDOM_MAX_DELAY_MS * stretch * 2 <= 2000) {
+                stretch *= 2;
+                stalled = 0;
+                printf("random kills: %d kills in a row left no new checkpoint; kill delays stretched %dx\n",
+                       STALL_KILLS, stretch);
+            }
             continue;
         }
         expect_exit0("a run that was not killed", status, out);
