@@ -64,8 +64,9 @@ enum {
     CAIRN_EMISUSE = -13,   /* the call is not allowed in the handle's current state */
     CAIRN_ESCHEMA = -14,   /* the database schema cannot be used by this library */
     CAIRN_EFAIL = -15,     /* generic failure reported by workflow or step code */
-    CAIRN_ESUSPENDED = -16 /* the workflow waits without a thread: return from the workflow function at once;
-                              it resumes by replay when the wait ends */
+    CAIRN_ESUSPENDED = -16, /* the workflow waits without a thread: return from the workflow function at once;
+                               it resumes by replay when the wait ends */
+    CAIRN_ECANCELLED = -17  /* the workflow was cancelled: return from the workflow function at once */
 };
 
 /* Workflow status, as stored in cairn.workflows.status. */
@@ -400,6 +401,15 @@ CAIRN_API int cairn_step_attempt(const cairn_step_ctx *step);
 CAIRN_API int cairn_step_fail(cairn_step_ctx *step, const char *fmt, ...) CAIRN_PRINTF(2, 3);
 
 /*
+ * Non-zero once the step's workflow has been cancelled (cairn_cancel(),
+ * cairn.cancel() or `cairn cancel`), so that a long-running step can stop
+ * early: return a failure, which is not recorded, since the workflow stops
+ * here. Seen within a moment of the cancel's commit while this process's
+ * dispatcher is connected, else at its next heartbeat.
+ */
+CAIRN_API int cairn_step_cancelled(const cairn_step_ctx *step);
+
+/*
  * Fail a step attempt because of a failed statement: records the server's
  * message and SQLSTATE (borrowed from res; res stays the caller's to clear)
  * and returns CAIRN_EDB. A transactional step failed with SQLSTATE 40001
@@ -481,6 +491,45 @@ CAIRN_API int cairn_start_child(cairn_ctx *ctx, const char *workflow, const char
  */
 CAIRN_API int cairn_ctx_await(cairn_ctx *ctx, const char *workflow_id, int timeout_ms, cairn_status *status,
                               char **result);
+
+/* ---- Controlling workflows: cancel, resume, fork ------------------------ */
+
+/* Flags for cairn_cancel(). */
+#define CAIRN_CANCEL_CHILDREN 0x1u /* also cancel every unfinished descendant started with cairn_start_child() */
+
+/*
+ * Cancel workflow `id` if it has not finished: it becomes CANCELLED at
+ * once, with error {"message": "cancelled"}. An ENQUEUED or waiting
+ * workflow never runs again; one that is running stops at its next step
+ * (cairn_step() and the waits return CAIRN_ECANCELLED), on whichever
+ * executor runs it; a parent awaiting it sees CANCELLED. Returns CAIRN_OK
+ * (also when it was CANCELLED already), CAIRN_ENOTFOUND for an unknown ID,
+ * CAIRN_EMISUSE if it finished otherwise (SUCCESS, ERROR, DEAD_LETTER).
+ * The same as SELECT cairn.cancel(id, children).
+ */
+CAIRN_API int cairn_cancel(cairn *h, const char *id, unsigned flags);
+
+/*
+ * Run a CANCELLED, ERROR or DEAD_LETTER workflow again: it is enqueued
+ * again with its attempts reset and replays from its checkpoints, so its
+ * completed steps are not run again; a failure recorded as its last
+ * checkpoint (the one that ended it) is dropped, so that step runs again.
+ * CAIRN_OK also when it is ENQUEUED or PENDING already; CAIRN_ENOTFOUND;
+ * CAIRN_EMISUSE for a SUCCESS (fork it instead).
+ */
+CAIRN_API int cairn_resume(cairn *h, const char *id);
+
+/*
+ * Start a new workflow from workflow `id`: the same name, input and queue,
+ * with the checkpoints of steps 1 .. from_step - 1 copied, so it runs from
+ * step from_step on. Only checkpoints are copied: the copied steps' effects
+ * (rows a transactional step wrote, messages, events, stream values,
+ * children) are neither repeated nor duplicated. new_id may be NULL (a new
+ * UUIDv7). *id_out (may be NULL) receives the new ID; free it with
+ * cairn_free(). CAIRN_ENOTFOUND for an unknown source, CAIRN_ECONFLICT if
+ * new_id exists, CAIRN_EINVAL for from_step < 1.
+ */
+CAIRN_API int cairn_fork(cairn *h, const char *id, int from_step, const char *new_id, char **id_out);
 
 /* ---- Events: a workflow's latest key/value announcements ---------------- */
 

@@ -35,6 +35,7 @@ const char *cairn_strerror(int code)
     case CAIRN_ENONDET: return "non-deterministic workflow";
     case CAIRN_ESHUTDOWN: return "shutting down";
     case CAIRN_ESUSPENDED: return "suspended until its wait ends";
+    case CAIRN_ECANCELLED: return "cancelled";
     case CAIRN_ENOMEM: return "out of memory";
     case CAIRN_EMISUSE: return "API misuse";
     case CAIRN_ESCHEMA: return "schema error";

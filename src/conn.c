@@ -287,6 +287,12 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "SELECT output, error, recorded FROM cairn.receive($1, $2::int, $3)"},
     [CAIRN__Q_AWAIT_RESULT] = {"cairn_await_result",
         "SELECT output, error, state FROM cairn.await_result($1, $2::int, $3)"},
+    [CAIRN__Q_CANCEL] = {"cairn_cancel", "SELECT cairn.cancel($1, $2::boolean)"},
+    [CAIRN__Q_RESUME] = {"cairn_resume", "SELECT cairn.resume($1)"},
+    [CAIRN__Q_FORK] = {"cairn_fork", "SELECT cairn.fork($1, $2::int, $3)"},
+    /* Which of the runs active here were cancelled (for notifications a lost connection dropped). */
+    [CAIRN__Q_CANCELLED] = {"cairn_cancelled",
+        "SELECT id FROM cairn.workflow_status WHERE id = ANY ($1::text[]) AND status = 'CANCELLED'"},
     [CAIRN__Q_EXECUTORS] = {"cairn_executors",
         "SELECT coalesce(json_agg(json_build_object("
         "  'id', e.id, 'state', e.state, 'heartbeat_at', e.heartbeat_at,"

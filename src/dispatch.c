@@ -54,7 +54,7 @@ static int connect_listener(cairn *h, cairn__conn *c)
         return rc;
     }
     PQclear(r);
-    r = PQexec(c->pg, "LISTEN cairn_wakeup");
+    r = PQexec(c->pg, "LISTEN cairn_wakeup; LISTEN cairn_cancel");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = cairn__fail_pg(CAIRN_ECONN, r, c->pg, "LISTEN");
         PQclear(r);
@@ -142,11 +142,33 @@ static int arm(cairn__conn *c)
 enum { WOKE_TIMEOUT = 0, WOKE_NOTIFY = 1, WOKE_POKE = 2, WOKE_BROKEN = -1 };
 
 /*
+ * Handles the notifications libpq has read: a cancel stops the named
+ * workflow if it runs here; anything else is a wake-up. Returns
+ * WOKE_NOTIFY if there was a wake-up.
+ */
+static int drain_notifications(cairn *h, cairn__conn *c)
+{
+    int why = WOKE_TIMEOUT;
+    PGnotify *note;
+    while ((note = PQnotifies(c->pg)) != NULL) {
+        if (strcmp(note->relname, "cairn_cancel") == 0)
+            cairn__run_cancelled(h, note->extra);
+        else
+            why |= WOKE_NOTIFY;
+        PQfreemem(note);
+    }
+    return why;
+}
+
+/*
  * Sleeps until a notification, a poke or the timeout. Returns WOKE_BROKEN if
  * the connection broke, else the reasons it woke (0 for the timeout).
  */
 static int wait_for_work(cairn *h, cairn__conn *c, int timeout_ms)
 {
+    /* Notifications libpq read during the last statements are not on the socket any more. */
+    if (drain_notifications(h, c) != WOKE_TIMEOUT)
+        return WOKE_NOTIFY;
     struct pollfd fds[2] = {{.fd = PQsocket(c->pg), .events = POLLIN}, {.fd = h->wake_fd, .events = POLLIN}};
     int n = poll(fds, 2, timeout_ms);
     if (n < 0 && errno != EINTR)
@@ -161,11 +183,7 @@ static int wait_for_work(cairn *h, cairn__conn *c, int timeout_ms)
     if (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) {
         if (!PQconsumeInput(c->pg))
             return WOKE_BROKEN;
-        PGnotify *note;
-        while ((note = PQnotifies(c->pg)) != NULL) {
-            why |= WOKE_NOTIFY;
-            PQfreemem(note);
-        }
+        why |= drain_notifications(h, c);
     }
     return why;
 }
@@ -181,7 +199,9 @@ static int maybe_heartbeat(cairn *h, cairn__conn *c, long long *next_hb)
     if (rc < 0)
         return rc;
     *next_hb = now + h->lease_ms / 5;
-    return rc;
+    /* Cancels whose notification a dropped connection lost are found here. */
+    int crc = cairn__check_cancelled(h, c->pg);
+    return crc == CAIRN_ECONN ? crc : rc;
 }
 
 static void *dispatcher_main(void *arg)

@@ -155,6 +155,29 @@ cairn__run *cairn__run_find(cairn *h, const char *id)
     return r;
 }
 
+void cairn__run_cancelled(cairn *h, const char *id)
+{
+    pthread_mutex_lock(&h->run_lock);
+    cairn__run *r = active_get(h, id);
+    if (r)
+        atomic_store(&r->cancelled, 1);
+    pthread_mutex_unlock(&h->run_lock);
+}
+
+size_t cairn__run_ids(cairn *h, cairn__buf *ids)
+{
+    size_t n = 0;
+    cairn__buf_puts(ids, "{");
+    pthread_mutex_lock(&h->run_lock);
+    for (size_t i = 0; i < h->active_cap; i++) {
+        for (cairn__run *r = h->active[i]; r; r = r->next_hash, n++)
+            cairn__buf_array_elem(ids, r->id);
+    }
+    pthread_mutex_unlock(&h->run_lock);
+    cairn__buf_puts(ids, "}");
+    return n;
+}
+
 void cairn__run_release(cairn *h, cairn__run *r)
 {
     pthread_mutex_lock(&h->run_lock);

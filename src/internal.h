@@ -98,6 +98,10 @@ enum {
     CAIRN__Q_SUSPEND1,
     CAIRN__Q_RECEIVE,
     CAIRN__Q_AWAIT_RESULT,
+    CAIRN__Q_CANCEL,
+    CAIRN__Q_RESUME,
+    CAIRN__Q_FORK,
+    CAIRN__Q_CANCELLED,
     CAIRN__Q_COUNT
 };
 
@@ -239,6 +243,7 @@ typedef struct cairn__run {
     int fresh;            /* just started: nothing recorded, nothing to load */
     int released;         /* stopped by cairn_stop(), not by a crash */
     int lost_gen;         /* h->lost_gen when reserved: a change means the database gave it to another executor */
+    atomic_int cancelled; /* the workflow was cancelled in the database; it stops at its next step */
     int attempt;
     /* Completion, guarded by the handle's run lock. */
     int done;
@@ -259,6 +264,15 @@ void cairn__executor_free(cairn *h);
 int cairn__run_lost(cairn *h, const cairn__run *r);
 /* Resume workflows owned by this executor: all of them (id NULL) or one. */
 int cairn__recover(cairn *h, const char *id);
+/* Workflow id was cancelled: if it runs here, it stops at its next step. */
+void cairn__run_cancelled(cairn *h, const char *id);
+/*
+ * Asks the database which of the workflows running here were cancelled and
+ * marks them, for cancels whose notification this process missed. Uses pg.
+ */
+int cairn__check_cancelled(cairn *h, PGconn *pg);
+/* Appends the IDs of the runs active here to ids as an array literal; returns how many. */
+size_t cairn__run_ids(cairn *h, cairn__buf *ids);
 /* Look up a run by ID and take a reference; NULL if not active here. */
 cairn__run *cairn__run_find(cairn *h, const char *id);
 void cairn__run_release(cairn *h, cairn__run *r);
@@ -344,6 +358,7 @@ int cairn__cron_fire(cairn *h, PGconn *pg, long long *next_ms);
 
 struct cairn_step_ctx {
     cairn *h;           /* the handle running the step */
+    const cairn__run *run;
     const char *workflow_id;
     const char *name;
     int number;
@@ -363,6 +378,7 @@ struct cairn_ctx {
     int nondet;           /* replay diverged; the workflow fails whatever it returns */
     int abandoned;        /* the handle is closing; leave the workflow PENDING */
     int suspended;        /* the workflow waits without a thread; it resumes by replay */
+    int cancelled;        /* the workflow was cancelled; it stops here and records nothing more */
     char *fail_msg;       /* set by cairn_fail() */
     char errmsg[512];     /* the last failed step's message */
     cairn__conn *txc;     /* the executor thread's connection for transactional steps */

@@ -194,12 +194,25 @@ static int abandon(cairn_ctx *ctx)
     return cairn__fail(CAIRN_ESHUTDOWN, "the handle is stopping; the workflow resumes later");
 }
 
+/*
+ * Stop the workflow here: it was cancelled. Nothing more is recorded for
+ * it; the database says CANCELLED already.
+ */
+static int cancelled(cairn_ctx *ctx)
+{
+    ctx->cancelled = 1;
+    return cairn__fail(CAIRN_ECANCELLED, "workflow %s was cancelled; return from the workflow function",
+                       ctx->run->id);
+}
+
 int cairn__ctx_usable(cairn_ctx *ctx)
 {
     if (ctx->nondet)
         return cairn__fail(CAIRN_ENONDET, "%s", ctx->errmsg);
     if (ctx->suspended)
         return cairn__fail(CAIRN_ESUSPENDED, "the workflow is suspended; return from the workflow function");
+    if (ctx->cancelled || atomic_load(&ctx->run->cancelled))
+        return cancelled(ctx);
     if (ctx->abandoned || atomic_load(&ctx->h->shutting_down) || cairn__run_lost(ctx->h, ctx->run))
         return abandon(ctx);
     return CAIRN_OK;
@@ -258,6 +271,7 @@ int cairn__step_run(cairn_ctx *ctx, const char *name, const cairn__entry *e, con
     cairn_step_ctx s;
     memset(&s, 0, sizeof s);
     s.h = h;
+    s.run = ctx->run;
     s.workflow_id = ctx->run->id;
     s.name = name;
     s.number = number;
@@ -267,6 +281,10 @@ int cairn__step_run(cairn_ctx *ctx, const char *name, const cairn__entry *e, con
     int rc = CAIRN_EFAIL;
     int outcome = CAIRN__TX_FAILED; /* for transactional steps: how the last attempt ended */
     for (s.attempt = 1; s.attempt <= max_attempts; s.attempt++) {
+        if (s.attempt > 1 && atomic_load(&ctx->run->cancelled)) {
+            free(s.fail_msg);
+            return cancelled(ctx); /* no more attempts, and the failure is not recorded */
+        }
         if (s.attempt > 1 && cairn__sleep(h, backoff_ms(&e->retry, s.attempt))) {
             ctx->abandoned = 1;
             free(s.fail_msg);
@@ -323,6 +341,11 @@ int cairn__step_run(cairn_ctx *ctx, const char *name, const cairn__entry *e, con
         return CAIRN_OK;
     }
     int attempts = s.attempt > max_attempts ? max_attempts : s.attempt;
+    if (rc != CAIRN_OK && atomic_load(&ctx->run->cancelled)) {
+        /* A step that gave up because its workflow was cancelled: not a failure to record. */
+        free(s.fail_msg);
+        return cancelled(ctx);
+    }
 
     cairn__item it;
     memset(&it, 0, sizeof it);
@@ -407,6 +430,12 @@ void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
     int rc = r->wf->wf(&ctx, r->input ? r->input : "null", &output, r->wf->udata);
     if (ctx.suspended && !ctx.abandoned) {
         /* No executor owns it now: it resumes by replay when its wait ends, here or elsewhere. */
+        free(output);
+        ctx_free(&ctx);
+        return;
+    }
+    if (ctx.cancelled || atomic_load(&r->cancelled)) {
+        /* The database says CANCELLED already; awaiters read it there. */
         free(output);
         ctx_free(&ctx);
         return;
