@@ -492,6 +492,36 @@ CAIRN_API int cairn_start_child(cairn_ctx *ctx, const char *workflow, const char
 CAIRN_API int cairn_ctx_await(cairn_ctx *ctx, const char *workflow_id, int timeout_ms, cairn_status *status,
                               char **result);
 
+/* ---- Changing code under running workflows: patch markers -------------- */
+
+/*
+ * Ask whether this execution runs the code of patch `patch` (a name of at
+ * most 188 bytes), so that workflow code can change without breaking the
+ * replay of workflows started before the change:
+ *
+ *     if (cairn_patched(ctx, "fraud-check") > 0)
+ *         rc = cairn_step(ctx, "fraud_check", order, NULL);   (new code)
+ *     rc = cairn_step(ctx, "charge", order, &receipt);           (as before)
+ *
+ * Returns 1 if the workflow reaches this point for the first time (it then
+ * records a marker, taking a step position) or recorded the marker here
+ * before: take the new path. Returns 0 if the workflow recorded a different
+ * step at this position, that is it ran past this point under the old code:
+ * take the old path (no position is taken, so its recorded steps line up).
+ * The answer is the same on every replay. Negative on error (CAIRN_EINVAL,
+ * and the codes of cairn_step()).
+ */
+CAIRN_API int cairn_patched(cairn_ctx *ctx, const char *patch);
+
+/*
+ * Once no workflow started before patch `patch` can still be running,
+ * replace `if (cairn_patched(ctx, p))` by cairn_deprecate_patch(ctx, p)
+ * and drop the old path: it steps over the marker in workflows that
+ * recorded it and records nothing otherwise. When no workflow that
+ * recorded the marker can be running either, remove the call too.
+ */
+CAIRN_API int cairn_deprecate_patch(cairn_ctx *ctx, const char *patch);
+
 /* ---- Controlling workflows: cancel, resume, fork ------------------------ */
 
 /* Flags for cairn_cancel(). */

@@ -172,6 +172,42 @@ static int wf_parent(cairn_ctx *ctx, const char *in, char **out, void *u)
     return rc;
 }
 
+/*
+ * One workflow whose code changes while instances of it sleep:
+ *   1: count, count, sleep, count
+ *   2: count, [patch "extra": flaky], count, sleep, count
+ *   3: count, deprecated patch "extra", flaky, count, sleep, count
+ *   4: count, flaky, count, sleep, count (changed without a patch)
+ */
+static atomic_int code_version;
+
+static int wf_patchy(cairn_ctx *ctx, const char *in, char **out, void *u)
+{
+    int v = atomic_load(&code_version);
+    char *a = NULL, *b = NULL;
+    int rc = cairn_step(ctx, "count", in, &a);
+    if (rc == CAIRN_OK && v == 2) {
+        rc = cairn_patched(ctx, "extra");
+        if (rc > 0)
+            rc = cairn_step(ctx, "flaky", a, NULL);
+    } else if (rc == CAIRN_OK && v == 3) {
+        rc = cairn_deprecate_patch(ctx, "extra");
+        if (rc == CAIRN_OK)
+            rc = cairn_step(ctx, "flaky", a, NULL);
+    } else if (rc == CAIRN_OK && v == 4) {
+        rc = cairn_step(ctx, "flaky", a, NULL);
+    }
+    if (rc == CAIRN_OK)
+        rc = cairn_step(ctx, "count", a, &b);
+    if (rc == CAIRN_OK)
+        rc = cairn_sleep(ctx, 400);
+    if (rc == CAIRN_OK)
+        rc = cairn_step(ctx, "count", b, out);
+    free(a);
+    free(b);
+    return rc;
+}
+
 /* A handle running this file's workflows, heartbeating (and looking for missed cancels) every lease_ms / 5. */
 static cairn *open_handle(const char *executor, int lease_ms)
 {
@@ -189,6 +225,7 @@ static cairn *open_handle(const char *executor, int lease_ms)
     T_OK(hd, cairn_register_workflow(hd, "writes", wf_writes, NULL));
     T_OK(hd, cairn_register_workflow(hd, "sleeper", wf_sleeper, NULL));
     T_OK(hd, cairn_register_workflow(hd, "parent", wf_parent, NULL));
+    T_OK(hd, cairn_register_workflow(hd, "patchy", wf_patchy, NULL));
     T_OK(hd, cairn_start_workers(hd));
     return hd;
 }
@@ -439,6 +476,61 @@ static void test_fork_transactional(void **state)
     cairn_free(fid);
 }
 
+/* Starts a patchy workflow under code version v and waits until it sleeps, suspended. */
+static void start_patchy(const char *id, int v)
+{
+    atomic_store(&code_version, v);
+    cairn_start_options so = {.size = sizeof so, .id = id};
+    T_OK(h, cairn_start(h, "patchy", "0", &so, NULL));
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM cairn.workflows WHERE id = '%s' AND waiting = 'sleep'", id);
+    wait_scalar(sql, 1, 10000);
+}
+
+static void expect_patchy(const char *id, cairn_status want, const char *needle, const char *steps)
+{
+    cairn_status st;
+    char *res = NULL;
+    T_OK(h, cairn_await(h, id, 10000, &st, &res));
+    if (st != want || !strstr(res, needle))
+        fail_msg("%s ended %s with %s; expected %s with '%s'", id, cairn_status_name(st), res, cairn_status_name(want),
+                 needle);
+    cairn_free(res);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM (SELECT string_agg(name, ',' ORDER BY step) AS s FROM cairn.steps"
+             " WHERE workflow_id = '%s') x WHERE s = '%s'",
+             id, steps);
+    if (t_scalar(sql) != 1) {
+        snprintf(sql, sizeof sql, "SELECT string_agg(name, ',' ORDER BY step) FROM cairn.steps WHERE workflow_id = '%s'",
+                 id);
+        PGconn *pg = t_pg();
+        PGresult *r = PQexec(pg, sql);
+        fail_msg("%s recorded steps %s; expected %s", id, PQgetvalue(r, 0, 0), steps);
+    }
+}
+
+/* Workflows started before a patch replay the old path; those started after take the new one, and keep it. */
+static void test_patch_markers(void **state)
+{
+    atomic_store(&fail_flaky, 0);
+    /* Started under the old code, woken under the patched code: the old path, no marker. */
+    start_patchy("pat-1", 1);
+    atomic_store(&code_version, 2);
+    expect_patchy("pat-1", CAIRN_STATUS_SUCCESS, "3", "count,count,cairn.sleep,count");
+    /* Started under the patched code, woken after the patch was deprecated: steps over its marker. */
+    start_patchy("pat-2", 2);
+    atomic_store(&code_version, 3);
+    expect_patchy("pat-2", CAIRN_STATUS_SUCCESS, "3", "count,cairn.patch:extra,flaky,count,cairn.sleep,count");
+    /* Started under the deprecated patch: no marker at all. */
+    start_patchy("pat-3", 3);
+    expect_patchy("pat-3", CAIRN_STATUS_SUCCESS, "3", "count,flaky,count,cairn.sleep,count");
+    /* The same change without a patch breaks replay, and says so. */
+    start_patchy("pat-4", 1);
+    atomic_store(&code_version, 4);
+    expect_patchy("pat-4", CAIRN_STATUS_ERROR, "non-deterministic", "count,count,cairn.sleep");
+}
+
 /* Bad input: clear codes from C, clear errors from SQL, and nothing written either way. */
 static void test_bad_input(void **state)
 {
@@ -500,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_resume_cancelled),
         cmocka_unit_test(test_resume_failed),
         cmocka_unit_test(test_fork_transactional),
+        cmocka_unit_test(test_patch_markers),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
