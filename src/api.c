@@ -221,6 +221,8 @@ int cairn_open(cairn **out, const cairn_options *opts)
     int rc = cairn__commit_init(h);
     if (rc == CAIRN_OK)
         rc = cairn__executor_init(h);
+    if (rc == CAIRN_OK)
+        rc = cairn__dispatch_init(h);
     if (rc != CAIRN_OK)
         return rc;
 

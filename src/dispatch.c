@@ -354,11 +354,20 @@ static void *dispatcher_main(void *arg)
     return NULL;
 }
 
-int cairn__dispatch_start(cairn *h)
+int cairn__dispatch_init(cairn *h)
 {
+    /*
+     * Made before any executor thread exists: they poke it when a run
+     * ends, and recovered runs can end before the dispatcher starts.
+     */
     h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (h->wake_fd < 0)
         return cairn__fail(CAIRN_ENOMEM, "eventfd: %s", strerror(errno));
+    return CAIRN_OK;
+}
+
+int cairn__dispatch_start(cairn *h)
+{
     if (pthread_create(&h->dispatcher, NULL, dispatcher_main, h) != 0)
         return cairn__fail(CAIRN_ENOMEM, "cannot create the dispatcher thread");
     h->dispatching = 1;

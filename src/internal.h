@@ -295,6 +295,8 @@ cairn_status cairn__status_parse(const char *s);
 
 /* ---- dispatch.c: claiming enqueued workflows ---------------------------- */
 
+/* Creates the dispatcher's wake-up eventfd (cairn_open). */
+int cairn__dispatch_init(cairn *h);
 int cairn__dispatch_start(cairn *h);
 void cairn__dispatch_stop(cairn *h);
 void cairn__dispatch_free(cairn *h);
