@@ -300,6 +300,10 @@ typedef struct cairn_start_options {
     const char *dedup_key;
     int dedup_error;
     const char *partition_key;
+    int timeout_ms;    /* > 0: the workflow is cancelled (CANCELLED, error {"message": "timed out: ..."}) if it
+                          has not finished this long after the start, wherever it runs or waits; children it
+                          starts inherit the deadline (theirs is the earlier of it and their own timeout).
+                          0: no timeout. Applies to direct, queued and child starts alike. */
 } cairn_start_options;
 
 /*
@@ -631,6 +635,8 @@ typedef struct cairn_enqueue_options {
     int dedup_error;       /* non-zero: a repeat of a live dedup key fails with CAIRN_ECONFLICT (SQLSTATE 23505)
                               instead of returning the live workflow's ID */
     const char *partition_key; /* the queue's partition_concurrency applies per key; NULL: no partition */
+    int timeout_ms;        /* > 0: a deadline this long after the enqueuing transaction began, as
+                              cairn_start_options.timeout_ms (SQL: cairn.set_timeout()); 0: none */
 } cairn_enqueue_options;
 
 /*

@@ -1,5 +1,6 @@
--- cairn schema version 7: operators' control over workflows: cancel,
--- resume and fork, from SQL (and through them from C and the CLI).
+-- cairn schema version 7: control over workflows: cancel, resume and
+-- fork, and deadlines (timeouts), from SQL (and through them from C and
+-- the CLI).
 --
 -- As before, every function is SECURITY INVOKER with a pinned search_path
 -- and validates its arguments before it writes anything.
@@ -14,6 +15,54 @@ SELECT s.id, s.name, s.status, s.queue, p.input, p.output, p.error,
        s.wake_at, s.waiting, s.parent_id, s.forked_from
   FROM cairn.workflow_status s
   LEFT JOIN cairn.workflow_payloads p ON p.id = s.id;
+
+-- Deadlines: a workflow started with a timeout has a row here, and is
+-- cancelled (cairn.expire) once deadline_at passes without it finishing.
+-- A table apart from the hot status row, so that the many workflows
+-- without a timeout pay nothing for it. A row may be written just before
+-- its workflow (the library records a direct start's deadline first, so
+-- that no crash can leave the workflow without it) and stays until its
+-- deadline passes, finished workflow or not: cairn.expire deletes due rows.
+CREATE TABLE cairn.deadlines (
+    workflow_id text        COLLATE "C" PRIMARY KEY,
+    deadline_at timestamptz NOT NULL
+);
+-- "Which deadlines are due?" and "when is the next?": one probe each.
+CREATE INDEX deadlines_due ON cairn.deadlines (deadline_at);
+
+-- Cancels the unfinished workflows among ids with the given error: what
+-- cairn.cancel and cairn.expire share. CANCELLED, out of the waking index,
+-- a wake-up request for each parent, and a notification (at commit) for
+-- each that an executor owns, so that it stops at its next step. Returns
+-- how many were cancelled. Internal: applications call cairn.cancel.
+CREATE FUNCTION cairn.stop_workflows(ids text[], error json)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    stopped integer;
+    running text[];
+BEGIN
+    WITH upd AS (
+        UPDATE cairn.workflow_status s
+           SET status = 'CANCELLED', wake_at = NULL, waiting = NULL, updated_at = now()
+         WHERE s.id = ANY (ids) AND s.status IN ('ENQUEUED', 'PENDING')
+        RETURNING s.id, s.parent_id, s.executor_id),
+    pay AS (
+        UPDATE cairn.workflow_payloads p SET output = NULL, error = stop_workflows.error
+          FROM upd WHERE p.id = upd.id),
+    pk AS (
+        INSERT INTO cairn.pokes (workflow_id) SELECT upd.parent_id FROM upd WHERE upd.parent_id IS NOT NULL)
+    SELECT count(*), array_agg(upd.id) FILTER (WHERE upd.executor_id IS NOT NULL) INTO stopped, running FROM upd;
+    -- Delivered at commit, like every notification: a rolled-back cancel tells nobody.
+    PERFORM pg_notify('cairn_cancel', r) FROM unnest(running) r;
+    IF stopped > 0 THEN
+        PERFORM cairn.wake(); -- a parent woken by the pokes above is resumed by a dispatcher
+    END IF;
+    RETURN stopped;
+END
+$$;
 
 -- Cancel a workflow that has not finished: it becomes CANCELLED at once,
 -- with error {"message": "cancelled"}. An ENQUEUED or suspended workflow
@@ -31,8 +80,7 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    st      text;
-    running text[];
+    st text;
 BEGIN
     PERFORM cairn.check_name('workflow ID', workflow_id);
     IF children IS NULL THEN
@@ -48,24 +96,12 @@ BEGIN
         RAISE EXCEPTION 'cairn: workflow ''%'' already finished with status %', workflow_id, st
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    WITH RECURSIVE tree(id) AS (
-        SELECT cancel.workflow_id COLLATE "C"
-        UNION
-        SELECT c.id FROM cairn.workflow_status c JOIN tree ON c.parent_id = tree.id WHERE children),
-    upd AS (
-        UPDATE cairn.workflow_status s
-           SET status = 'CANCELLED', wake_at = NULL, waiting = NULL, updated_at = now()
-         WHERE s.id IN (SELECT tree.id FROM tree) AND s.status IN ('ENQUEUED', 'PENDING')
-        RETURNING s.id, s.parent_id, s.executor_id),
-    pay AS (
-        UPDATE cairn.workflow_payloads p SET output = NULL, error = '{"message": "cancelled"}'
-          FROM upd WHERE p.id = upd.id),
-    pk AS (
-        INSERT INTO cairn.pokes (workflow_id) SELECT upd.parent_id FROM upd WHERE upd.parent_id IS NOT NULL)
-    SELECT array_agg(upd.id) FILTER (WHERE upd.executor_id IS NOT NULL) INTO running FROM upd;
-    -- Delivered at commit, like every notification: a rolled-back cancel tells nobody.
-    PERFORM pg_notify('cairn_cancel', r) FROM unnest(running) r;
-    PERFORM cairn.wake(); -- a parent woken by the pokes above is resumed by a dispatcher
+    PERFORM cairn.stop_workflows(ARRAY(
+        WITH RECURSIVE tree(id) AS (
+            SELECT cancel.workflow_id COLLATE "C"
+            UNION
+            SELECT c.id FROM cairn.workflow_status c JOIN tree ON c.parent_id = tree.id WHERE children)
+        SELECT tree.id FROM tree), '{"message": "cancelled"}');
     RETURN st <> 'CANCELLED';
 END
 $$;
@@ -106,6 +142,7 @@ BEGIN
            available_at = now(), updated_at = now()
      WHERE s.id = resume.workflow_id;
     UPDATE cairn.workflow_payloads p SET output = NULL, error = NULL WHERE p.id = resume.workflow_id;
+    DELETE FROM cairn.deadlines d WHERE d.workflow_id = resume.workflow_id; -- a resumed workflow starts afresh
     PERFORM cairn.wake();
     RETURN true;
 END
@@ -165,6 +202,82 @@ BEGIN
 END
 $$;
 
+-- Give an unfinished workflow a deadline timeout from now (the start of
+-- the calling transaction), replacing any it had; NULL removes it. Call it
+-- in the transaction that enqueues the workflow to enqueue it with a
+-- timeout. Returns the deadline. Children started afterwards inherit it
+-- (theirs is the earlier of it and their own). An unknown ID raises
+-- no_data_found, a finished workflow object_not_in_prerequisite_state, a
+-- timeout that is not positive invalid_parameter_value.
+CREATE FUNCTION cairn.set_timeout(workflow_id text, timeout interval)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st text;
+BEGIN
+    PERFORM cairn.check_name('workflow ID', workflow_id);
+    IF timeout IS NOT NULL AND timeout <= interval '0' THEN
+        RAISE EXCEPTION 'cairn: timeout is %; it must be positive', timeout USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT s.status INTO st FROM cairn.workflow_status s WHERE s.id = set_timeout.workflow_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'cairn: no workflow has ID ''%''', workflow_id USING ERRCODE = 'no_data_found';
+    ELSIF st NOT IN ('ENQUEUED', 'PENDING') THEN
+        RAISE EXCEPTION 'cairn: workflow ''%'' already finished with status %', workflow_id, st
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF timeout IS NULL THEN
+        DELETE FROM cairn.deadlines d WHERE d.workflow_id = set_timeout.workflow_id;
+        RETURN NULL;
+    END IF;
+    INSERT INTO cairn.deadlines AS d (workflow_id, deadline_at) VALUES (set_timeout.workflow_id, now() + timeout)
+    ON CONFLICT ON CONSTRAINT deadlines_pkey DO UPDATE SET deadline_at = excluded.deadline_at;
+    RETURN now() + timeout;
+END
+$$;
+
+-- The dispatchers' call: cancels the unfinished workflows whose deadline
+-- passed, with error {"message": "timed out: ..."}, deleting their
+-- deadline rows (and those of workflows that finished in time). Due rows
+-- are taken SKIP LOCKED, so concurrent dispatchers share them and never
+-- wait. Returns the milliseconds until the next deadline (0: more are
+-- due now), or NULL when there is none.
+CREATE FUNCTION cairn.expire()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    due  text[];
+    nxt  timestamptz;
+BEGIN
+    IF EXISTS (SELECT 1 FROM cairn.deadlines d WHERE d.deadline_at <= now()) THEN
+        WITH gone AS (
+            DELETE FROM cairn.deadlines d
+             WHERE d.workflow_id = ANY (ARRAY(
+                SELECT x.workflow_id FROM cairn.deadlines x WHERE x.deadline_at <= now()
+                 ORDER BY x.deadline_at LIMIT 1000 FOR UPDATE SKIP LOCKED))
+            RETURNING d.workflow_id)
+        SELECT array_agg(gone.workflow_id) INTO due FROM gone;
+        IF due IS NOT NULL THEN
+            PERFORM cairn.stop_workflows(due, '{"message": "timed out: the workflow''s deadline passed"}');
+            IF cardinality(due) = 1000 THEN
+                RETURN 0;
+            END IF;
+        END IF;
+    END IF;
+    SELECT min(d.deadline_at) INTO nxt FROM cairn.deadlines d;
+    IF nxt IS NULL THEN
+        RETURN NULL; -- (greatest() would turn it into 0)
+    END IF;
+    RETURN greatest(ceil(extract(epoch FROM nxt - now()) * 1000), 0)::bigint;
+END
+$$;
+
 COMMENT ON FUNCTION cairn.cancel(text, boolean) IS 'Cancel an unfinished workflow (and, with children, its descendants).';
 COMMENT ON FUNCTION cairn.resume(text) IS 'Run a cancelled, failed or dead-lettered workflow again from its checkpoints.';
 COMMENT ON FUNCTION cairn.fork(text, integer, text, text) IS 'Start a new workflow reusing the checkpoints before a step.';
+COMMENT ON FUNCTION cairn.set_timeout(text, interval) IS 'Give an unfinished workflow a deadline (NULL: none).';
+COMMENT ON TABLE cairn.deadlines IS 'Deadlines of workflows started with a timeout; cairn.expire cancels those that pass.';

@@ -550,7 +550,12 @@ int cairn_start(cairn *h, const char *workflow, const char *input, const cairn_s
         return cairn__fail(CAIRN_ETOOBIG, "workflow input is %zu bytes; the limit is %zu", len, h->max_payload);
     if (cairn_json_check(input, len, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EJSON, "workflow input: %s", err);
+    int timeout_ms = SOPTI(opts, timeout_ms);
+    if (timeout_ms < 0)
+        return cairn__fail(CAIRN_EINVAL, "timeout_ms is negative");
     if (SOPT(opts, queue)) {
+        if (timeout_ms > 0 && (rc0 = cairn__deadline_first(h, id, timeout_ms)) != CAIRN_OK)
+            return rc0;
         /* Any executor that knows the name may run it, so neither registration nor workers are needed here. */
         char *got = NULL;
         rc0 = start_queued(h, workflow, input, id, queue, opts, &got);
@@ -569,6 +574,8 @@ int cairn_start(cairn *h, const char *workflow, const char *input, const cairn_s
         return cairn__fail(CAIRN_EMISUSE, "the handle is stopped; it starts no more workflows");
     if (atomic_load(&h->taken))
         return cairn__fail(CAIRN_EMISUSE, "another process took over executor ID '%s'", h->executor_id);
+    if (timeout_ms > 0 && (rc0 = cairn__deadline_first(h, id, timeout_ms)) != CAIRN_OK)
+        return rc0;
 
     cairn__run *r = cairn__run_reserve(h, id, workflow, wf);
     int rc = CAIRN_OK;

@@ -17,7 +17,7 @@
 
 typedef struct child_args {
     const char *workflow, *input, *queue, *id, *dedup_key, *partition_key, *app_version, *parent;
-    int priority, delay_ms, dedup_error;
+    int priority, delay_ms, dedup_error, timeout_ms;
 } child_args;
 
 /* The enqueue and the parent link, in the transaction that records the step. */
@@ -49,11 +49,25 @@ static int start_child_tx(cairn_step_ctx *step, PGconn *conn, const char *input,
      * The ID the enqueue returned may be an existing workflow's (same ID or
      * dedup key); only a workflow without a parent becomes this one's child.
      */
-    const char *link[2] = {a->parent, PQgetvalue(r, 0, 0)};
+    char ms[16];
+    snprintf(ms, sizeof ms, "%d", a->timeout_ms);
+    const char *link[3] = {a->parent, PQgetvalue(r, 0, 0), a->timeout_ms > 0 ? ms : NULL};
+    /*
+     * A new child inherits its parent's deadline, or gets its own if that
+     * is earlier (least() skips NULLs; no row when both are NULL).
+     */
     PGresult *u = PQexecParams(conn,
-                               "UPDATE cairn.workflow_status SET parent_id = $1"
-                               " WHERE id = ($2::pg_catalog.json #>> '{}') AND parent_id IS NULL AND id <> $1",
-                               2, NULL, link, NULL, NULL, 0);
+                               "WITH linked AS ("
+                               "  UPDATE cairn.workflow_status SET parent_id = $1"
+                               "   WHERE id = ($2::pg_catalog.json #>> '{}') AND parent_id IS NULL AND id <> $1"
+                               "  RETURNING id)"
+                               " INSERT INTO cairn.deadlines (workflow_id, deadline_at)"
+                               " SELECT l.id, x.d FROM linked l, (SELECT LEAST("
+                               "     (SELECT p.deadline_at FROM cairn.deadlines p WHERE p.workflow_id = $1),"
+                               "     pg_catalog.now() + $3::pg_catalog.int4 * pg_catalog.interval '1 millisecond')) x(d)"
+                               "  WHERE x.d IS NOT NULL"
+                               " ON CONFLICT (workflow_id) DO NOTHING",
+                               3, NULL, link, NULL, NULL, 0);
     if (PQresultStatus(u) != PGRES_COMMAND_OK) {
         int rc = cairn_step_fail_pg(step, u);
         PQclear(u);
@@ -92,6 +106,7 @@ int cairn_start_child(cairn_ctx *ctx, const char *workflow, const char *input, c
     a.dedup_key = SOPT(opts, dedup_key);
     a.dedup_error = SOPT(opts, dedup_error);
     a.partition_key = SOPT(opts, partition_key);
+    a.timeout_ms = SOPT(opts, timeout_ms);
     a.app_version = h->app_version;
     a.parent = cairn_ctx_id(ctx);
     if (cairn__check_name("workflow name", workflow, err, sizeof err) != CAIRN_OK ||
@@ -100,8 +115,8 @@ int cairn_start_child(cairn_ctx *ctx, const char *workflow, const char *input, c
         (a.dedup_key && cairn__check_name("dedup key", a.dedup_key, err, sizeof err) != CAIRN_OK) ||
         (a.partition_key && cairn__check_name("partition key", a.partition_key, err, sizeof err) != CAIRN_OK))
         return cairn__fail(CAIRN_EINVAL, "%s", err);
-    if (a.delay_ms < 0)
-        return cairn__fail(CAIRN_EINVAL, "delay_ms is negative");
+    if (a.delay_ms < 0 || a.timeout_ms < 0)
+        return cairn__fail(CAIRN_EINVAL, "%s is negative", a.delay_ms < 0 ? "delay_ms" : "timeout_ms");
     size_t len = strlen(a.input);
     if (len > h->max_payload)
         return cairn__fail(CAIRN_ETOOBIG, "child input is %zu bytes; the limit is %zu", len, h->max_payload);
@@ -122,6 +137,8 @@ int cairn_start_child(cairn_ctx *ctx, const char *workflow, const char *input, c
     int rc = cairn__step_run(ctx, e.name, &e, "null", &out);
     if (rc != CAIRN_OK)
         return rc;
+    if (a.timeout_ms > 0)
+        cairn__deadline_set(h);
     /* The output is the ID as a JSON string. */
     json_t *j = json_loads(out ? out : "", JSON_DECODE_ANY, NULL);
     if (id_out && json_is_string(j)) {

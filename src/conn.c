@@ -293,6 +293,12 @@ static const stmt statements[CAIRN__Q_COUNT] = {
     /* Which of the runs active here were cancelled (for notifications a lost connection dropped). */
     [CAIRN__Q_CANCELLED] = {"cairn_cancelled",
         "SELECT id FROM cairn.workflow_status WHERE id = ANY ($1::text[]) AND status = 'CANCELLED'"},
+    [CAIRN__Q_DEADLINE_FIRST] = {"cairn_deadline_first",
+        "INSERT INTO cairn.deadlines (workflow_id, deadline_at)"
+        " SELECT $1, now() + $2::int * interval '1 millisecond'"
+        "  WHERE NOT EXISTS (SELECT 1 FROM cairn.workflow_status WHERE id = $1)"
+        " ON CONFLICT (workflow_id) DO UPDATE SET deadline_at = excluded.deadline_at"},
+    [CAIRN__Q_EXPIRE] = {"cairn_expire", "SELECT cairn.expire()"},
     [CAIRN__Q_EXECUTORS] = {"cairn_executors",
         "SELECT coalesce(json_agg(json_build_object("
         "  'id', e.id, 'state', e.state, 'heartbeat_at', e.heartbeat_at,"

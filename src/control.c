@@ -134,3 +134,38 @@ int cairn__check_cancelled(cairn *h, PGconn *pg)
     PQclear(r);
     return CAIRN_OK;
 }
+
+int cairn__deadline_first(cairn *h, const char *id, int timeout_ms)
+{
+    char ms[16];
+    snprintf(ms, sizeof ms, "%d", timeout_ms);
+    const char *vals[2] = {id, ms};
+    PGresult *res = NULL;
+    int rc = cairn__query(h, CAIRN__Q_DEADLINE_FIRST, 2, vals, &res);
+    PQclear(res);
+    if (rc == CAIRN_OK)
+        cairn__deadline_set(h);
+    return rc;
+}
+
+void cairn__deadline_set(cairn *h)
+{
+    atomic_store(&h->timed_look, 1);
+    cairn__dispatch_poke(h);
+}
+
+int cairn__expire(cairn *h, PGconn *pg, long long *next_ms)
+{
+    *next_ms = -1;
+    PGresult *r = PQexecPrepared(pg, cairn__stmt_name(CAIRN__Q_EXPIRE), 0, NULL, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        int rc = cairn__fail_pg(cairn__conn_lost(pg, r) ? CAIRN_ECONN : CAIRN_EDB, r, pg, "expiring deadlines");
+        PQclear(r);
+        return rc;
+    }
+    if (!PQgetisnull(r, 0, 0))
+        *next_ms = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    (void)h;
+    return CAIRN_OK;
+}

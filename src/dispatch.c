@@ -241,22 +241,27 @@ static void *dispatcher_main(void *arg)
         if (adopted > 0)
             idle = 0; /* the adopted workflows are ENQUEUED now */
         int serving = !atomic_load(&h->stopping) && !atomic_load(&h->taken);
+        if (atomic_exchange(&h->timed_look, 0))
+            next_cron = 0; /* a deadline set here may be due before the next look */
         if (serving && cairn__now_ms() >= next_cron) {
             /*
-             * Due ticks of cron schedules, once per look at the heartbeat's
-             * pace (so schedules set by other processes are seen) or sooner
-             * when a tick is due.
+             * Due ticks of cron schedules and passed deadlines, once per
+             * look at the heartbeat's pace (so schedules and deadlines set
+             * by other processes are seen) or sooner when one is due.
              */
-            long long next_ms = -1;
+            long long next_ms = -1, expire_ms = -1;
             long long every = h->lease_ms / 5;
-            if (cairn__cron_fire(h, c.pg, &next_ms) != CAIRN_OK) {
-                cairn__log(h, CAIRN_LOG_WARN, "dispatcher: firing cron ticks: %s", cairn_errmsg(h));
+            if (cairn__cron_fire(h, c.pg, &next_ms) != CAIRN_OK ||
+                cairn__expire(h, c.pg, &expire_ms) != CAIRN_OK) {
+                cairn__log(h, CAIRN_LOG_WARN, "dispatcher: %s", cairn_errmsg(h));
                 if (PQstatus(c.pg) != CONNECTION_OK) {
                     cairn__conn_drop(&c);
                     continue;
                 }
                 next_ms = 1000;
             }
+            if (expire_ms >= 0 && (next_ms < 0 || expire_ms < next_ms))
+                next_ms = expire_ms;
             next_cron = cairn__now_ms() + (next_ms >= 0 && next_ms < every ? next_ms : every);
         }
         int free_threads = h->workers - atomic_load(&h->busy);
@@ -268,7 +273,7 @@ static void *dispatcher_main(void *arg)
             local_wake = 0;
             look = 1;
         }
-        /* Only a thread came free, or only a cron tick was due: the queues were empty; wait again. */
+        /* Only a thread came free, or only a cron tick or deadline was due: the queues were empty; wait again. */
         int skip = !serving || (idle && !look && (woke == WOKE_POKE || (woke == WOKE_TIMEOUT && cron_only)));
         int retry_ms = -1, wake_ms = -1;
         int settle = 0;
@@ -341,7 +346,7 @@ static void *dispatcher_main(void *arg)
         long long until_hb = next_hb - cairn__now_ms();
         if (!atomic_load(&h->taken) && until_hb < timeout)
             timeout = until_hb > 0 ? (int)until_hb : 0;
-        /* Woken only for cron, an idle dispatcher fires the ticks and does not claim (see skip). */
+        /* Woken only for cron ticks or deadlines, an idle dispatcher handles them and does not claim (see skip). */
         long long until_cron = next_cron - cairn__now_ms();
         cron_only = serving && until_cron < timeout;
         if (cron_only)

@@ -82,6 +82,7 @@ int cairn_enqueue(PGconn *conn, const char *workflow, const char *input, const c
     int dedup_error = EOPT(opts, dedup_error);
     int priority = EOPT(opts, priority);
     int delay_ms = EOPT(opts, delay_ms);
+    int timeout_ms = EOPT(opts, timeout_ms);
     if (id && cairn__check_name("workflow ID", id, err, sizeof err) != CAIRN_OK)
         return cairn__fail(CAIRN_EINVAL, "%s", err);
     if (queue && cairn__check_name("queue name", queue, err, sizeof err) != CAIRN_OK)
@@ -92,6 +93,8 @@ int cairn_enqueue(PGconn *conn, const char *workflow, const char *input, const c
         return cairn__fail(CAIRN_EINVAL, "%s", err);
     if (delay_ms < 0)
         return cairn__fail(CAIRN_EINVAL, "delay_ms is negative");
+    if (timeout_ms < 0)
+        return cairn__fail(CAIRN_EINVAL, "timeout_ms is negative");
     if (!input)
         input = "null";
     int rc = check_payload("workflow input", input);
@@ -102,11 +105,34 @@ int cairn_enqueue(PGconn *conn, const char *workflow, const char *input, const c
     snprintf(delay, sizeof delay, "%d milliseconds", delay_ms);
     const char *vals[9] = {workflow, input, queue ? queue : "default", id, prio, delay, dedup, part,
                            dedup_error ? "true" : "false"};
-    return exec_one(conn,
-                    "SELECT cairn.enqueue($1, $2::pg_catalog.json, queue => $3, id => $4,"
-                    " priority => $5::pg_catalog.int4, delay => $6::pg_catalog.interval, dedup_key => $7,"
-                    " partition_key => $8, dedup_error => $9::pg_catalog.bool)",
-                    9, vals, "enqueueing a workflow", id_out);
+    char *got = NULL;
+    rc = exec_one(conn,
+                  "SELECT cairn.enqueue($1, $2::pg_catalog.json, queue => $3, id => $4,"
+                  " priority => $5::pg_catalog.int4, delay => $6::pg_catalog.interval, dedup_key => $7,"
+                  " partition_key => $8, dedup_error => $9::pg_catalog.bool)",
+                  9, vals, "enqueueing a workflow", &got);
+    if (rc == CAIRN_OK && timeout_ms > 0) {
+        /*
+         * The deadline, in the same transaction. An existing workflow the
+         * enqueue returned (same ID or dedup key) keeps the deadline it has,
+         * and one that finished gets none.
+         */
+        char ms[16];
+        snprintf(ms, sizeof ms, "%d", timeout_ms);
+        const char *dv[2] = {got, ms};
+        rc = exec_one(conn,
+                      "WITH d AS (INSERT INTO cairn.deadlines (workflow_id, deadline_at)"
+                      "  SELECT s.id, pg_catalog.now() + $2::pg_catalog.int4 * pg_catalog.interval '1 millisecond'"
+                      "    FROM cairn.workflow_status s WHERE s.id = $1 AND s.status IN ('ENQUEUED', 'PENDING')"
+                      "  ON CONFLICT (workflow_id) DO NOTHING RETURNING 1)"
+                      " SELECT pg_catalog.count(*) FROM d",
+                      2, dv, "recording the workflow's deadline", NULL);
+    }
+    if (rc == CAIRN_OK && id_out)
+        *id_out = got;
+    else
+        free(got);
+    return rc;
 }
 
 int cairn_send(PGconn *conn, const char *workflow_id, const char *topic, const char *message, const char *message_id)

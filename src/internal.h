@@ -102,6 +102,8 @@ enum {
     CAIRN__Q_RESUME,
     CAIRN__Q_FORK,
     CAIRN__Q_CANCELLED,
+    CAIRN__Q_DEADLINE_FIRST,
+    CAIRN__Q_EXPIRE,
     CAIRN__Q_COUNT
 };
 
@@ -273,6 +275,16 @@ void cairn__run_cancelled(cairn *h, const char *id);
 int cairn__check_cancelled(cairn *h, PGconn *pg);
 /* Appends the IDs of the runs active here to ids as an array literal; returns how many. */
 size_t cairn__run_ids(cairn *h, cairn__buf *ids);
+/*
+ * Records the deadline of a workflow about to be started (timeout_ms from
+ * now), unless a workflow with that ID exists already: written before the
+ * start, so that no crash can leave the workflow without it.
+ */
+int cairn__deadline_first(cairn *h, const char *id, int timeout_ms);
+/* A deadline was recorded by this process: have the dispatcher learn when it is due. */
+void cairn__deadline_set(cairn *h);
+/* Cancels workflows whose deadline passed (cairn.expire); *next_ms: until the next deadline, or -1. Uses pg. */
+int cairn__expire(cairn *h, PGconn *pg, long long *next_ms);
 /* Look up a run by ID and take a reference; NULL if not active here. */
 cairn__run *cairn__run_find(cairn *h, const char *id);
 void cairn__run_release(cairn *h, cairn__run *r);
@@ -474,6 +486,7 @@ struct cairn {
     int suspend_after_ms;        /* waits longer than this suspend; negative: every wait that cannot end at once */
     atomic_llong next_wake_ms;   /* monotonic time of the earliest wake-up of a workflow suspended here; 0: none */
     atomic_int look;             /* a workflow was suspended: the dispatcher looks for due work even if idle */
+    atomic_int timed_look;       /* a deadline was set here: the dispatcher runs cairn.expire() at its next turn */
 
     /* The fleet (fleet.c). */
     int lease_ms;

@@ -476,6 +476,116 @@ static void test_fork_transactional(void **state)
     cairn_free(fid);
 }
 
+/* A running workflow whose timeout passes is cancelled and stops at its step, wherever it is. */
+static void test_timeout_running(void **state)
+{
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_entered, 0);
+    atomic_store(&gate_saw_cancel, 0);
+    cairn_start_options so = {.size = sizeof so, .id = "to-1", .timeout_ms = 1000};
+    T_OK(h, cairn_start(h, "gated", "0", &so, NULL));
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.deadlines WHERE workflow_id = 'to-1'"), 1);
+    cairn_status st;
+    char *res = NULL;
+    /* The handle's heartbeat is 12 s away: the dispatcher must have learned of the deadline from the start. */
+    T_OK(h, cairn_await(h, "to-1", 8000, &st, &res));
+    assert_int_equal(st, CAIRN_STATUS_CANCELLED);
+    assert_non_null(strstr(res, "timed out"));
+    cairn_free(res);
+    assert_int_equal(atomic_load(&gate_saw_cancel), 1);
+    /* Not before its time: the cancel's update came at least a second after the start. */
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.workflow_status WHERE id = 'to-1'"
+                              " AND updated_at >= created_at + interval '1 second'"),
+                     1);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.deadlines WHERE workflow_id = 'to-1'"), 0);
+}
+
+/* A child inherits its parent's deadline: both are cancelled when it passes, the child while it sleeps. */
+static void test_timeout_inherited(void **state)
+{
+    cairn_start_options so = {.size = sizeof so, .id = "to-fam", .timeout_ms = 1500};
+    T_OK(h, cairn_start(h, "parent", "0", &so, NULL));
+    wait_scalar("SELECT count(*) FROM cairn.workflows WHERE id = 'to-fam/1' AND waiting = 'sleep'", 1, 10000);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.deadlines c JOIN cairn.deadlines p"
+                              " ON p.workflow_id = 'to-fam' AND c.workflow_id = 'to-fam/1'"
+                              " AND c.deadline_at = p.deadline_at"),
+                     1);
+    cairn_status st;
+    T_OK(h, cairn_await(h, "to-fam", 8000, &st, NULL));
+    assert_int_equal(st, CAIRN_STATUS_CANCELLED);
+    wait_scalar("SELECT count(*) FROM cairn.workflows WHERE id = 'to-fam/1' AND status = 'CANCELLED'"
+                " AND error->>'message' LIKE 'timed out%'",
+                1, 8000);
+}
+
+/* A timeout set from SQL in the enqueuing transaction: the workflow never runs if its deadline comes first. */
+static void test_timeout_from_sql(void **state)
+{
+    cairn *h2 = open_handle("control-3", 1000); /* heartbeats, and looks at deadlines, every 200 ms */
+    atomic_store(&counted, 0);
+    PGconn *pg = t_pg();
+    PQclear(PQexec(pg, "BEGIN"));
+    PGresult *r = PQexec(pg, "SELECT cairn.enqueue('flaky', '0', id => 'to-sql', delay => '30 s'),"
+                             " cairn.set_timeout('to-sql', '1 second')");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    PQclear(PQexec(pg, "COMMIT"));
+    /* The same from C on the application's connection, rolled back: no workflow, no deadline. */
+    PQclear(PQexec(pg, "BEGIN"));
+    cairn_enqueue_options eo = {.size = sizeof eo, .id = "to-c", .delay_ms = 30000, .timeout_ms = 1000};
+    T_OK(NULL, cairn_enqueue(pg, "flaky", "0", &eo, NULL));
+    assert_int_equal(PQresultStatus(r = PQexec(pg, "SELECT count(*) FROM cairn.deadlines WHERE workflow_id = 'to-c'")),
+                     PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    PQclear(PQexec(pg, "ROLLBACK"));
+    T_OK(NULL, cairn_enqueue(pg, "flaky", "0", &eo, NULL)); /* and committed */
+    PQfinish(pg);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.deadlines WHERE workflow_id IN ('to-sql', 'to-c')"), 2);
+    wait_scalar("SELECT count(*) FROM cairn.workflows WHERE id IN ('to-sql', 'to-c') AND status = 'CANCELLED'"
+                " AND error->>'message' LIKE 'timed out%'",
+                2, 8000);
+    assert_int_equal(atomic_load(&counted), 0);
+    cairn_close(h2);
+}
+
+/* A workflow that finishes in time keeps its result when its deadline later passes. */
+static void test_timeout_not_reached(void **state)
+{
+    atomic_store(&fail_flaky, 0);
+    cairn_start_options so = {.size = sizeof so, .id = "to-ok", .timeout_ms = 300};
+    T_OK(h, cairn_start(h, "flaky", "5", &so, NULL));
+    cairn_status st;
+    char *res = NULL;
+    T_OK(h, cairn_await(h, "to-ok", 8000, &st, &res));
+    assert_int_equal(st, CAIRN_STATUS_SUCCESS);
+    cairn_free(res);
+    wait_scalar("SELECT count(*) FROM cairn.deadlines WHERE workflow_id = 'to-ok'", 0, 8000);
+    assert_int_equal(status_is("to-ok", "SUCCESS"), 1);
+    /* Bad timeouts. */
+    so.id = "to-bad";
+    so.timeout_ms = -1;
+    T_RC(h, CAIRN_EINVAL, cairn_start(h, "flaky", "5", &so, NULL));
+    PGconn *pg = t_pg();
+    static const struct {
+        const char *sql, *sqlstate;
+    } bad[] = {
+        {"SELECT cairn.set_timeout('to-ok', '1 s')", "55000"},
+        {"SELECT cairn.set_timeout('no-such', '1 s')", "P0002"},
+        {"SELECT cairn.set_timeout('to-ok', '-1 s')", "22023"},
+        {"SELECT cairn.set_timeout(NULL, '1 s')", "22004"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        PGresult *r = PQexec(pg, bad[i].sql);
+        const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (!sqlstate || strcmp(sqlstate, bad[i].sqlstate) != 0)
+            fail_msg("%s: expected SQLSTATE %s, got %s", bad[i].sql, bad[i].sqlstate, sqlstate ? sqlstate : "(none)");
+        PQclear(r);
+    }
+    PQfinish(pg);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.workflow_status WHERE id = 'to-bad'"), 0);
+}
+
 /* Starts a patchy workflow under code version v and waits until it sleeps, suspended. */
 static void start_patchy(const char *id, int v)
 {
@@ -593,6 +703,10 @@ int main(void)
         cmocka_unit_test(test_resume_failed),
         cmocka_unit_test(test_fork_transactional),
         cmocka_unit_test(test_patch_markers),
+        cmocka_unit_test(test_timeout_running),
+        cmocka_unit_test(test_timeout_inherited),
+        cmocka_unit_test(test_timeout_from_sql),
+        cmocka_unit_test(test_timeout_not_reached),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
