@@ -367,6 +367,33 @@ CAIRN_API int cairn_list(cairn *h, const cairn_list_options *opts, char **json);
  */
 CAIRN_API int cairn_step(cairn_ctx *ctx, const char *step, const char *input, char **output);
 
+/* One step of a parallel group (cairn_parallel()). */
+typedef struct cairn_call {
+    const char *step;  /* the registered step to run */
+    const char *input; /* its JSON input; NULL: null. Borrowed for the call. */
+    char *output;      /* out: the step's JSON output when rc is CAIRN_OK, else NULL; free it with cairn_free()
+                          whatever cairn_parallel() returned */
+    int rc;            /* out: CAIRN_OK, CAIRN_ESTEP (its failure is recorded), or the group's code */
+} cairn_call;
+
+/*
+ * Run n steps (1 to 64) at once and wait for all of them. They take the
+ * workflow's next n step positions in the order of calls[], before any of
+ * them runs, so replay finds each result where it was recorded, whatever
+ * order they finished in; steps already recorded are replayed, the others
+ * run together, each with its retry policy, each checkpointed on its own.
+ * Steps other than transactional ones run on threads of their own (their
+ * code must be safe to run concurrently); transactional steps run one after
+ * another on the workflow's thread and connection while the others run.
+ * Returns CAIRN_OK when every step succeeded; CAIRN_ESTEP when one failed
+ * (each call's rc says which; cairn_ctx_errmsg() gives the first failure
+ * in call order); CAIRN_ENONDET, CAIRN_ESHUTDOWN or CAIRN_ECANCELLED for
+ * the group as a whole, as cairn_step() would. Children run in parallel
+ * without this: start each with cairn_start_child(), then cairn_ctx_await()
+ * each.
+ */
+CAIRN_API int cairn_parallel(cairn_ctx *ctx, cairn_call *calls, int n);
+
 /* The workflow's ID. Borrowed: valid while the workflow function runs. */
 CAIRN_API const char *cairn_ctx_id(const cairn_ctx *ctx);
 

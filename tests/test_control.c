@@ -1,5 +1,6 @@
 /*
- * Cancel, resume and fork: a cancelled workflow stops at its next step
+ * Cancel, resume and fork, timeouts, patch markers and parallel steps: a
+ * cancelled workflow stops at its next step
  * wherever it runs (told by notification, or by the heartbeat's look when
  * the notification is lost), never runs again while enqueued or waiting,
  * and takes its children with it when asked; a cancel that rolls back
@@ -172,6 +173,76 @@ static int wf_parent(cairn_ctx *ctx, const char *in, char **out, void *u)
     return rc;
 }
 
+/* Sleeps its input's milliseconds, counting how many run at once. */
+static atomic_int slow_running, slow_peak, slow_runs;
+
+static int step_slow(cairn_step_ctx *s, const char *in, char **out, void *u)
+{
+    int now = atomic_fetch_add(&slow_running, 1) + 1;
+    int peak = atomic_load(&slow_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&slow_peak, &peak, now))
+        ;
+    atomic_fetch_add(&slow_runs, 1);
+    usleep((useconds_t)atoi(in) * 1000);
+    atomic_fetch_sub(&slow_running, 1);
+    char buf[64];
+    snprintf(buf, sizeof buf, "{\"slept\": %d, \"step\": %d}", atoi(in), cairn_step_number(s));
+    *out = strdup(buf);
+    return CAIRN_OK;
+}
+
+/* Four slow steps at once, the later ones quicker; then a durable sleep and a count. */
+static int wf_fanout(cairn_ctx *ctx, const char *in, char **out, void *u)
+{
+    cairn_call calls[4] = {{.step = "slow", .input = "400"}, {.step = "slow", .input = "300"},
+                           {.step = "slow", .input = "200"}, {.step = "slow", .input = "100"}};
+    int rc = cairn_parallel(ctx, calls, 4);
+    char buf[512] = "[";
+    for (int i = 0; i < 4; i++) {
+        strncat(buf, calls[i].output ? calls[i].output : "null", sizeof buf - strlen(buf) - 2);
+        strncat(buf, i < 3 ? "," : "]", sizeof buf - strlen(buf) - 1);
+        cairn_free(calls[i].output);
+    }
+    if (rc == CAIRN_OK)
+        rc = cairn_sleep(ctx, 300);
+    if (rc == CAIRN_OK)
+        rc = cairn_step(ctx, "count", "0", NULL);
+    if (rc == CAIRN_OK)
+        *out = strdup(buf);
+    return rc;
+}
+
+/* A transactional write, the gate and a count at once. */
+static int wf_mixed(cairn_ctx *ctx, const char *in, char **out, void *u)
+{
+    cairn_call calls[3] = {{.step = "write", .input = "1"}, {.step = "gate", .input = "2"},
+                           {.step = "count", .input = "3"}};
+    int rc = cairn_parallel(ctx, calls, 3);
+    if (rc == CAIRN_OK) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "[%s,%s,%s]", calls[0].output, calls[1].output, calls[2].output);
+        *out = strdup(buf);
+    }
+    for (int i = 0; i < 3; i++)
+        cairn_free(calls[i].output);
+    return rc;
+}
+
+/* Bad groups, refused before anything runs. */
+static int wf_bad_groups(cairn_ctx *ctx, const char *in, char **out, void *u)
+{
+    cairn_call ok[1] = {{.step = "count", .input = "0"}};
+    cairn_call unknown[2] = {{.step = "count", .input = "0"}, {.step = "no-such-step"}};
+    cairn_call bad_json[1] = {{.step = "count", .input = "{nope"}};
+    cairn_call no_name[1] = {{.step = NULL}};
+    int codes[5] = {cairn_parallel(ctx, ok, 0), cairn_parallel(ctx, ok, 65), cairn_parallel(ctx, unknown, 2),
+                    cairn_parallel(ctx, bad_json, 1), cairn_parallel(ctx, no_name, 1)};
+    char buf[128];
+    snprintf(buf, sizeof buf, "[%d,%d,%d,%d,%d]", codes[0], codes[1], codes[2], codes[3], codes[4]);
+    *out = strdup(buf);
+    return CAIRN_OK;
+}
+
 /*
  * One workflow whose code changes while instances of it sleep:
  *   1: count, count, sleep, count
@@ -226,6 +297,10 @@ static cairn *open_handle(const char *executor, int lease_ms)
     T_OK(hd, cairn_register_workflow(hd, "sleeper", wf_sleeper, NULL));
     T_OK(hd, cairn_register_workflow(hd, "parent", wf_parent, NULL));
     T_OK(hd, cairn_register_workflow(hd, "patchy", wf_patchy, NULL));
+    T_OK(hd, cairn_register_step(hd, "slow", step_slow, NULL, NULL));
+    T_OK(hd, cairn_register_workflow(hd, "fanout", wf_fanout, NULL));
+    T_OK(hd, cairn_register_workflow(hd, "mixed", wf_mixed, NULL));
+    T_OK(hd, cairn_register_workflow(hd, "bad_groups", wf_bad_groups, NULL));
     T_OK(hd, cairn_start_workers(hd));
     return hd;
 }
@@ -586,6 +661,86 @@ static void test_timeout_not_reached(void **state)
     assert_int_equal(t_scalar("SELECT count(*) FROM cairn.workflow_status WHERE id = 'to-bad'"), 0);
 }
 
+/*
+ * A parallel group runs its steps at once, records each at the position of
+ * its call although they finish in reverse order, and replays them all
+ * without running any again when the workflow resumes after a sleep.
+ */
+static void test_parallel_steps(void **state)
+{
+    atomic_store(&slow_peak, 0);
+    atomic_store(&slow_runs, 0);
+    atomic_store(&counted, 0);
+    cairn_start_options so = {.size = sizeof so, .id = "par-1"};
+    T_OK(h, cairn_start(h, "fanout", "0", &so, NULL));
+    cairn_status st;
+    char *res = NULL;
+    T_OK(h, cairn_await(h, "par-1", 10000, &st, &res));
+    assert_int_equal(st, CAIRN_STATUS_SUCCESS);
+    assert_string_equal(res, "[{\"slept\": 400, \"step\": 1},{\"slept\": 300, \"step\": 2},"
+                             "{\"slept\": 200, \"step\": 3},{\"slept\": 100, \"step\": 4}]");
+    cairn_free(res);
+    print_message("parallel steps: %d ran at once\n", atomic_load(&slow_peak));
+    assert_true(atomic_load(&slow_peak) >= 2);
+    /* Each step ran once: the replay after the sleep took all four from the recording. */
+    assert_int_equal(atomic_load(&slow_runs), 4);
+    assert_int_equal(atomic_load(&counted), 1);
+    /* Recorded at the positions of their calls, though the last finished first. */
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.steps WHERE workflow_id = 'par-1' AND step <= 4"
+                              " AND output->>'step' = step::text AND (output->>'slept')::int = 500 - 100 * step"),
+                     4);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.steps a JOIN cairn.steps b ON a.workflow_id = b.workflow_id"
+                              " WHERE a.workflow_id = 'par-1' AND a.step = 4 AND b.step = 1"
+                              " AND a.created_at < b.created_at"),
+                     1);
+}
+
+/*
+ * A group with a transactional step and the gate, cancelled while the gate
+ * holds: the other two are recorded, the gate's give-up is not; resumed,
+ * only the gate runs, in its own position, and the write happened once.
+ */
+static void test_parallel_cancel_and_resume(void **state)
+{
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_entered, 0);
+    atomic_store(&gate_saw_cancel, 0);
+    atomic_store(&counted, 0);
+    cairn_start_options so = {.size = sizeof so, .id = "par-2"};
+    T_OK(h, cairn_start(h, "mixed", "0", &so, NULL));
+    wait_scalar("SELECT count(*) FROM cairn.steps WHERE workflow_id = 'par-2'", 2, 10000);
+    assert_int_equal(atomic_load(&gate_entered), 1);
+    T_OK(h, cairn_cancel(h, "par-2", 0));
+    cairn_status st;
+    char *res = NULL;
+    T_OK(h, cairn_await(h, "par-2", 10000, &st, NULL));
+    assert_int_equal(st, CAIRN_STATUS_CANCELLED);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.steps WHERE workflow_id = 'par-2' AND step IN (1, 3)"), 2);
+    atomic_store(&gate_open, 1);
+    T_OK(h, cairn_resume(h, "par-2"));
+    T_OK(h, cairn_await(h, "par-2", 10000, &st, &res));
+    assert_int_equal(st, CAIRN_STATUS_SUCCESS);
+    assert_string_equal(res, "[11,2,4]");
+    cairn_free(res);
+    assert_int_equal(atomic_load(&gate_entered), 2);
+    assert_int_equal(atomic_load(&counted), 1);
+    assert_int_equal(t_scalar("SELECT count(*) FROM app_writes WHERE workflow_id = 'par-2'"), 1);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.steps WHERE workflow_id = 'par-2' AND step = 2"
+                              " AND name = 'gate'"),
+                     1);
+
+    /* Bad groups are refused, and take no position. */
+    so.id = "par-bad";
+    T_OK(h, cairn_start(h, "bad_groups", "0", &so, NULL));
+    T_OK(h, cairn_await(h, "par-bad", 10000, &st, &res));
+    char want[64];
+    snprintf(want, sizeof want, "[%d,%d,%d,%d,%d]", CAIRN_EINVAL, CAIRN_EINVAL, CAIRN_ENOTFOUND, CAIRN_EJSON,
+             CAIRN_EINVAL);
+    assert_string_equal(res, want);
+    cairn_free(res);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.steps WHERE workflow_id = 'par-bad'"), 0);
+}
+
 /* Starts a patchy workflow under code version v and waits until it sleeps, suspended. */
 static void start_patchy(const char *id, int v)
 {
@@ -703,6 +858,8 @@ int main(void)
         cmocka_unit_test(test_resume_failed),
         cmocka_unit_test(test_fork_transactional),
         cmocka_unit_test(test_patch_markers),
+        cmocka_unit_test(test_parallel_steps),
+        cmocka_unit_test(test_parallel_cancel_and_resume),
         cmocka_unit_test(test_timeout_running),
         cmocka_unit_test(test_timeout_inherited),
         cmocka_unit_test(test_timeout_from_sql),
