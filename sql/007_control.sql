@@ -64,6 +64,25 @@ BEGIN
 END
 $$;
 
+-- Checks a workflow ID and returns the workflow's status, its row locked
+-- for the caller's change; raises no_data_found for an unknown ID.
+CREATE FUNCTION cairn.lock_status(workflow_id text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st text;
+BEGIN
+    PERFORM cairn.check_name('workflow ID', workflow_id);
+    SELECT s.status INTO st FROM cairn.workflow_status s WHERE s.id = lock_status.workflow_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'cairn: no workflow has ID ''%''', workflow_id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN st;
+END
+$$;
+
 -- Cancel a workflow that has not finished: it becomes CANCELLED at once,
 -- with error {"message": "cancelled"}. An ENQUEUED or suspended workflow
 -- never runs again; one that an executor is running stops at its next step
@@ -82,14 +101,10 @@ AS $$
 DECLARE
     st text;
 BEGIN
-    PERFORM cairn.check_name('workflow ID', workflow_id);
     IF children IS NULL THEN
         RAISE EXCEPTION 'cairn: children is NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT s.status INTO st FROM cairn.workflow_status s WHERE s.id = cancel.workflow_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'cairn: no workflow has ID ''%''', workflow_id USING ERRCODE = 'no_data_found';
-    END IF;
+    st := cairn.lock_status(workflow_id);
     IF st = 'CANCELLED' AND NOT children THEN
         RETURN false;
     ELSIF st NOT IN ('ENQUEUED', 'PENDING', 'CANCELLED') THEN
@@ -123,11 +138,7 @@ AS $$
 DECLARE
     st text;
 BEGIN
-    PERFORM cairn.check_name('workflow ID', workflow_id);
-    SELECT s.status INTO st FROM cairn.workflow_status s WHERE s.id = resume.workflow_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'cairn: no workflow has ID ''%''', workflow_id USING ERRCODE = 'no_data_found';
-    END IF;
+    st := cairn.lock_status(workflow_id);
     IF st IN ('ENQUEUED', 'PENDING') THEN
         RETURN false;
     ELSIF st = 'SUCCESS' THEN
@@ -217,14 +228,11 @@ AS $$
 DECLARE
     st text;
 BEGIN
-    PERFORM cairn.check_name('workflow ID', workflow_id);
     IF timeout IS NOT NULL AND timeout <= interval '0' THEN
         RAISE EXCEPTION 'cairn: timeout is %; it must be positive', timeout USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT s.status INTO st FROM cairn.workflow_status s WHERE s.id = set_timeout.workflow_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'cairn: no workflow has ID ''%''', workflow_id USING ERRCODE = 'no_data_found';
-    ELSIF st NOT IN ('ENQUEUED', 'PENDING') THEN
+    st := cairn.lock_status(workflow_id);
+    IF st NOT IN ('ENQUEUED', 'PENDING') THEN
         RAISE EXCEPTION 'cairn: workflow ''%'' already finished with status %', workflow_id, st
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;

@@ -33,47 +33,44 @@ static int marker_name(const char *patch, char *out, size_t len)
     return CAIRN_OK;
 }
 
-/* What is recorded at the workflow's next position: 1 this marker, 0 another step, -1 nothing. */
-static int recorded_here(const cairn_ctx *ctx, const char *marker)
+/*
+ * Checks the patch name and the workflow, then looks at the workflow's
+ * next position: 1 if this patch's marker is recorded there, 0 if another
+ * step is, NOTHING_HERE if nothing is; a negative CAIRN_E* code on error.
+ */
+#define NOTHING_HERE 2
+static int marker_at(cairn_ctx *ctx, const char *patch, char marker[CAIRN__NAME_MAX + 1])
 {
+    int rc = marker_name(patch, marker, CAIRN__NAME_MAX + 1);
+    if (rc == CAIRN_OK)
+        rc = cairn__ctx_usable(ctx);
+    if (rc != CAIRN_OK)
+        return rc;
     int n = ctx->next;
     if (n > ctx->nrec || !ctx->rec[n].name)
-        return -1;
+        return NOTHING_HERE;
     return strcmp(ctx->rec[n].name, marker) == 0;
 }
 
 int cairn_patched(cairn_ctx *ctx, const char *patch)
 {
     char marker[CAIRN__NAME_MAX + 1];
-    int rc = marker_name(patch, marker, sizeof marker);
-    if (rc != CAIRN_OK)
-        return rc;
-    if ((rc = cairn__ctx_usable(ctx)) != CAIRN_OK)
-        return rc;
-    switch (recorded_here(ctx, marker)) {
-    case 0:
-        return 0; /* recorded before the patch: the old code path, and no position taken */
-    case 1:
+    int at = marker_at(ctx, patch, marker);
+    if (at == 1)
         ctx->next++;
-        return 1;
-    default: {
-        /* Nothing recorded here: this execution runs the new code from now on, and says so durably. */
-        cairn__entry e = {.name = marker, .step = marker_step};
-        rc = cairn__step_run(ctx, marker, &e, "null", NULL);
-        return rc == CAIRN_OK ? 1 : rc;
-    }
-    }
+    if (at != NOTHING_HERE)
+        return at; /* 1: recorded with the patch; 0: recorded before it (the old path, no position taken) */
+    /* Nothing recorded here: this execution runs the new code from now on, and says so durably. */
+    cairn__entry e = {.name = marker, .step = marker_step};
+    int rc = cairn__step_run(ctx, marker, &e, "null", NULL);
+    return rc == CAIRN_OK ? 1 : rc;
 }
 
 int cairn_deprecate_patch(cairn_ctx *ctx, const char *patch)
 {
     char marker[CAIRN__NAME_MAX + 1];
-    int rc = marker_name(patch, marker, sizeof marker);
-    if (rc != CAIRN_OK)
-        return rc;
-    if ((rc = cairn__ctx_usable(ctx)) != CAIRN_OK)
-        return rc;
-    if (recorded_here(ctx, marker) == 1)
+    int at = marker_at(ctx, patch, marker);
+    if (at == 1)
         ctx->next++; /* a workflow started while the patch was new: step over its marker */
-    return CAIRN_OK;
+    return at < 0 ? at : CAIRN_OK;
 }
