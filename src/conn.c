@@ -114,6 +114,12 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         " UNION ALL"
         " SELECT step, name, output, error FROM cairn.steps WHERE workflow_id = $1"
         " ORDER BY 1"},
+    /* The recordings of many workflows, each one's rows together, input (step 0) first. */
+    [CAIRN__Q_LOAD_MANY] = {"cairn_load_many",
+        "SELECT id, 0, NULL::text, input, NULL::json FROM cairn.workflow_payloads WHERE id = ANY ($1::text[])"
+        " UNION ALL"
+        " SELECT workflow_id, step, name, output, error FROM cairn.steps WHERE workflow_id = ANY ($1::text[])"
+        " ORDER BY 1, 2"},
     [CAIRN__Q_STATUS] = {"cairn_status",
         "SELECT status FROM cairn.workflow_status WHERE id = $1"},
     [CAIRN__Q_RESULT] = {"cairn_result",

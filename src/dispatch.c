@@ -87,7 +87,8 @@ static int claim(cairn *h, cairn__conn *c, int limit, int *retry_ms, int *wake_m
         PQclear(r);
         return rc;
     }
-    int n = 0;
+    int n = 0, nload = 0;
+    cairn__run *load[CLAIM_MAX]; /* claimed runs with a recording to load, submitted after one load for all */
     for (int i = 0; i < PQntuples(r); i++) {
         if (PQgetisnull(r, i, 0)) {
             if (strcmp(PQgetvalue(r, i, 3), "WAKE") == 0)
@@ -122,9 +123,21 @@ static int claim(cairn *h, cairn__conn *c, int limit, int *retry_ms, int *wake_m
             run->input = cairn__strdup(PQgetisnull(r, i, 4) ? "null" : PQgetvalue(r, i, 4));
             run->fresh = run->input != NULL;
         }
-        cairn__run_submit(h, run);
+        if (run->fresh || nload == CLAIM_MAX)
+            cairn__run_submit(h, run);
+        else
+            load[nload++] = run;
     }
     PQclear(r);
+    /*
+     * Resumed workflows (woken sleepers above all) have recordings: one
+     * query for all of them here, instead of one per workflow on the
+     * executor threads, which then only replay and write.
+     */
+    if (nload > 0 && cairn__preload(h, c->pg, load, nload) != CAIRN_OK)
+        cairn__log(h, CAIRN_LOG_DEBUG, "dispatcher: %s; each workflow loads its own", cairn_errmsg(h));
+    for (int i = 0; i < nload; i++)
+        cairn__run_submit(h, load[i]);
     return n;
 }
 

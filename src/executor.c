@@ -31,6 +31,7 @@ int cairn__executor_init(cairn *h)
 
 static void run_free(cairn__run *r)
 {
+    cairn__recording_free(r->pre_rec, r->pre_nrec);
     free(r->id);
     free(r->name);
     free(r->input);

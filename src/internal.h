@@ -104,6 +104,7 @@ enum {
     CAIRN__Q_CANCELLED,
     CAIRN__Q_DEADLINE_FIRST,
     CAIRN__Q_EXPIRE,
+    CAIRN__Q_LOAD_MANY,
     CAIRN__Q_COUNT
 };
 
@@ -246,6 +247,9 @@ typedef struct cairn__run {
     int released;         /* stopped by cairn_stop(), not by a crash */
     int lost_gen;         /* h->lost_gen when reserved: a change means the database gave it to another executor */
     atomic_int cancelled; /* the workflow was cancelled in the database; it stops at its next step */
+    int preloaded;        /* the dispatcher loaded its recording with the claim: pre_rec and input */
+    cairn__ckpt *pre_rec; /* by position, 1 .. pre_nrec; taken over by the execution */
+    int pre_nrec;
     int attempt;
     /* Completion, guarded by the handle's run lock. */
     int done;
@@ -257,6 +261,14 @@ typedef struct cairn__run {
     struct cairn__run *next_hash;
 } cairn__run;
 
+/* Frees a recording: positions 0 .. nrec of rec, then rec. */
+void cairn__recording_free(cairn__ckpt *rec, int nrec);
+/*
+ * Loads the recordings (input and checkpoints) of the n claimed runs in
+ * one query on pg, so that their executions start without a query each.
+ * A run it could not load is left as it was: its execution loads it.
+ */
+int cairn__preload(cairn *h, PGconn *pg, cairn__run *const *runs, int n);
 int cairn__executor_init(cairn *h);
 int cairn__executor_start(cairn *h);
 /* Join the executor threads, then drop the runs still queued (they stay PENDING until released). */

@@ -78,46 +78,122 @@ static void error_message(const char *error_json, char *out, size_t outlen)
     json_decref(j);
 }
 
-/* Loads the input and every checkpoint of a resumed workflow in one query. */
-static int load_recording(cairn *h, cairn_ctx *ctx)
+void cairn__recording_free(cairn__ckpt *rec, int nrec)
 {
-    const char *vals[1] = {ctx->run->id};
-    PGresult *res = NULL;
-    int rc;
-    while ((rc = cairn__query(h, CAIRN__Q_LOAD, 1, vals, &res)) == CAIRN_ECONN)
-        cairn__log(h, CAIRN_LOG_WARN, "loading workflow %s: %s; retrying", ctx->run->id, cairn_errmsg(h));
-    if (rc != CAIRN_OK)
-        return rc;
-    int n = PQntuples(res);
+    for (int i = 0; rec && i <= nrec; i++) {
+        free(rec[i].name);
+        free(rec[i].output);
+        free(rec[i].error);
+    }
+    free(rec);
+}
+
+/*
+ * Builds a recording from rows [from, to) of res, whose columns from c0 on
+ * are (step, name, output, error); step 0 is the workflow's input, which
+ * replaces *input. Returns CAIRN_OK or CAIRN_ENOMEM.
+ */
+static int recording_from_rows(const PGresult *res, int c0, int from, int to, cairn__ckpt **rec, int *nrec,
+                               char **input)
+{
     int maxstep = 0;
-    for (int i = 0; i < n; i++) {
-        int step = atoi(PQgetvalue(res, i, 0));
+    for (int i = from; i < to; i++) {
+        int step = atoi(PQgetvalue(res, i, c0));
         if (step > maxstep)
             maxstep = step;
     }
-    ctx->rec = calloc((size_t)maxstep + 1, sizeof *ctx->rec);
-    if (!ctx->rec) {
-        PQclear(res);
+    *rec = calloc((size_t)maxstep + 1, sizeof **rec);
+    if (!*rec)
         return cairn__fail(CAIRN_ENOMEM, "out of memory");
-    }
-    ctx->nrec = maxstep;
-    for (int i = 0; i < n; i++) {
-        int step = atoi(PQgetvalue(res, i, 0));
-        const char *out = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
+    *nrec = maxstep;
+    int oom = 0;
+    for (int i = from; i < to; i++) {
+        int step = atoi(PQgetvalue(res, i, c0));
+        const char *out = PQgetisnull(res, i, c0 + 2) ? NULL : PQgetvalue(res, i, c0 + 2);
         if (step == 0) {
-            free(ctx->run->input);
-            ctx->run->input = cairn__strdup(out ? out : "null");
+            free(*input);
+            *input = cairn__strdup(out ? out : "null");
+            oom |= !*input;
             continue;
         }
-        cairn__ckpt *c = &ctx->rec[step];
+        cairn__ckpt *c = &(*rec)[step];
         c->step = step;
-        c->name = cairn__strdup(PQgetvalue(res, i, 1));
+        c->name = cairn__strdup(PQgetvalue(res, i, c0 + 1));
         c->output = cairn__strdup(out);
-        c->error = PQgetisnull(res, i, 3) ? NULL : cairn__strdup(PQgetvalue(res, i, 3));
+        c->error = PQgetisnull(res, i, c0 + 3) ? NULL : cairn__strdup(PQgetvalue(res, i, c0 + 3));
+        oom |= !c->name || (out && !c->output) || (!PQgetisnull(res, i, c0 + 3) && !c->error);
+    }
+    if (!*input)
+        oom |= !(*input = cairn__strdup("null"));
+    return oom ? cairn__fail(CAIRN_ENOMEM, "out of memory") : CAIRN_OK;
+}
+
+/* Loads the input and every checkpoint of a resumed workflow in one query, unless the dispatcher did. */
+static int load_recording(cairn *h, cairn_ctx *ctx)
+{
+    cairn__run *r = ctx->run;
+    if (r->preloaded) {
+        ctx->rec = r->pre_rec;
+        ctx->nrec = r->pre_nrec;
+        r->pre_rec = NULL;
+        r->pre_nrec = 0;
+        r->preloaded = 0;
+        return CAIRN_OK;
+    }
+    const char *vals[1] = {r->id};
+    PGresult *res = NULL;
+    int rc;
+    while ((rc = cairn__query(h, CAIRN__Q_LOAD, 1, vals, &res)) == CAIRN_ECONN)
+        cairn__log(h, CAIRN_LOG_WARN, "loading workflow %s: %s; retrying", r->id, cairn_errmsg(h));
+    if (rc != CAIRN_OK)
+        return rc;
+    rc = recording_from_rows(res, 0, 0, PQntuples(res), &ctx->rec, &ctx->nrec, &r->input);
+    PQclear(res);
+    return rc;
+}
+
+int cairn__preload(cairn *h, PGconn *pg, cairn__run *const *runs, int n)
+{
+    cairn__buf ids;
+    cairn__buf_init(&ids);
+    cairn__buf_puts(&ids, "{");
+    for (int i = 0; i < n; i++)
+        cairn__buf_array_elem(&ids, runs[i]->id);
+    cairn__buf_puts(&ids, "}");
+    if (ids.oom) {
+        cairn__buf_free(&ids);
+        return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    }
+    const char *vals[1] = {ids.data};
+    PGresult *res = PQexecPrepared(pg, cairn__stmt_name(CAIRN__Q_LOAD_MANY), 1, vals, NULL, NULL, 0);
+    cairn__buf_free(&ids);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        int rc = cairn__fail_pg(cairn__conn_lost(pg, res) ? CAIRN_ECONN : CAIRN_EDB, res, pg, "loading recordings");
+        PQclear(res);
+        return rc;
+    }
+    /* Rows come grouped by ID; each group goes to its run. */
+    int rows = PQntuples(res);
+    for (int from = 0, to; from < rows; from = to) {
+        const char *id = PQgetvalue(res, from, 0);
+        for (to = from + 1; to < rows && strcmp(PQgetvalue(res, to, 0), id) == 0; to++)
+            ;
+        for (int i = 0; i < n; i++) {
+            cairn__run *r = runs[i];
+            if (r->preloaded || strcmp(r->id, id) != 0)
+                continue;
+            if (recording_from_rows(res, 1, from, to, &r->pre_rec, &r->pre_nrec, &r->input) == CAIRN_OK) {
+                r->preloaded = 1;
+            } else {
+                cairn__recording_free(r->pre_rec, r->pre_nrec);
+                r->pre_rec = NULL;
+                r->pre_nrec = 0;
+            }
+            break;
+        }
     }
     PQclear(res);
-    if (!ctx->run->input)
-        ctx->run->input = cairn__strdup("null");
+    (void)h;
     return CAIRN_OK;
 }
 
@@ -396,12 +472,7 @@ int cairn__step_run(cairn_ctx *ctx, const char *name, const cairn__entry *e, con
 
 static void ctx_free(cairn_ctx *ctx)
 {
-    for (int i = 0; i <= ctx->nrec && ctx->rec; i++) {
-        free(ctx->rec[i].name);
-        free(ctx->rec[i].output);
-        free(ctx->rec[i].error);
-    }
-    free(ctx->rec);
+    cairn__recording_free(ctx->rec, ctx->nrec);
     free(ctx->fail_msg);
 }
 
