@@ -31,6 +31,7 @@ static int step_count(cairn_step_ctx *s, const char *in, char **out, void *u)
     int i = atoi(in);
     if (i >= 0 && i < MANY)
         atomic_fetch_add(&runs[i], 1);
+    usleep(5000); /* so that no one executor can drain the backlog before the others have started */
     *out = strdup(in);
     return CAIRN_OK;
 }
@@ -65,7 +66,8 @@ static int wf_stamp(cairn_ctx *ctx, const char *in, char **out, void *u)
     return cairn_step(ctx, "stamp", in, NULL);
 }
 
-static cairn *worker(const char *executor, int workers, int poll_ms)
+/* A handle with the test's workflows registered, its workers not started yet. */
+static cairn *unstarted_worker(const char *executor, int workers, int poll_ms)
 {
     cairn_options o = {.size = sizeof o, .conninfo = t_db(), .executor_id = executor, .workers = workers,
                        .poll_interval_ms = poll_ms};
@@ -78,6 +80,12 @@ static cairn *worker(const char *executor, int workers, int poll_ms)
     T_OK(h, cairn_register_workflow(h, "count", wf_count, NULL));
     T_OK(h, cairn_register_workflow(h, "order", wf_order, NULL));
     T_OK(h, cairn_register_workflow(h, "stamp", wf_stamp, NULL));
+    return h;
+}
+
+static cairn *worker(const char *executor, int workers, int poll_ms)
+{
+    cairn *h = unstarted_worker(executor, workers, poll_ms);
     T_OK(h, cairn_start_workers(h));
     return h;
 }
@@ -103,11 +111,23 @@ static int group_setup(void **state)
 
 static void test_claimed_once_across_executors(void **state)
 {
-    /* Enqueued before any worker runs: the backlog is found by claiming, not by a wake-up. */
+    /*
+     * Enqueued before any worker runs: the backlog is found by claiming,
+     * not by a wake-up. The handles are opened first, so that the three
+     * start claiming within moments of each other.
+     */
+    cairn *a = unstarted_worker("disp-a", 8, 200), *b = unstarted_worker("disp-b", 8, 200),
+          *c = unstarted_worker("disp-c", 8, 200);
     t_exec("SELECT cairn.enqueue('count', to_json(i), id => 'many-' || i) FROM generate_series(0, 599) i");
-    cairn *a = worker("disp-a", 8, 200), *b = worker("disp-b", 8, 200), *c = worker("disp-c", 8, 200);
+    T_OK(a, cairn_start_workers(a));
+    T_OK(b, cairn_start_workers(b));
+    T_OK(c, cairn_start_workers(c));
     long done = wait_count("SELECT count(*) FROM cairn.workflows WHERE id LIKE 'many-%' AND status = 'SUCCESS'", MANY,
                            60000);
+    /* Closed before any assertion, so that a failure here leaves no worker to disturb the next tests. */
+    cairn_close(a);
+    cairn_close(b);
+    cairn_close(c);
     assert_int_equal(done, MANY);
     for (int i = 0; i < MANY; i++)
         if (atomic_load(&runs[i]) != 1)
@@ -119,9 +139,6 @@ static void test_claimed_once_across_executors(void **state)
     assert_int_equal(t_scalar("SELECT count(*) FROM cairn.workflows WHERE id LIKE 'many-%'"
                               " AND output::text <> replace(id, 'many-', '')"),
                      0);
-    cairn_close(a);
-    cairn_close(b);
-    cairn_close(c);
 }
 
 static void test_unknown_name_waits(void **state)
