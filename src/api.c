@@ -253,7 +253,8 @@ int cairn_stop(cairn *h, int timeout_ms)
     /* Claim nothing more, but keep heartbeating: the runs we finish are still ours. */
     atomic_store(&h->stopping, 1);
     long long deadline = timeout_ms < 0 ? -1 : cairn__now_ms() + timeout_ms;
-    while (atomic_load(&h->busy) > 0 && (deadline < 0 || cairn__now_ms() < deadline)) {
+    while ((atomic_load(&h->busy) > 0 || atomic_load(&h->async_items) > 0) &&
+           (deadline < 0 || cairn__now_ms() < deadline)) {
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -262,6 +263,8 @@ int cairn_stop(cairn *h, int timeout_ms)
     atomic_store(&h->shutting_down, 1);
     cairn__dispatch_stop(h);
     cairn__executor_shutdown(h);
+    /* Finishes handed to group commit are written (or fail) before the workflows are handed back. */
+    cairn__commit_drain(h);
     atomic_store(&h->shutting_down, 0); /* from here on the handle only serves reads */
     h->stopped = 1;
     cairn__fleet_stop(h);

@@ -16,13 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
 #define KINDS 5 /* START, STEP, FINISH, ENQUEUE, SUSPEND */
 
 static cairn__conn *free_conn(cairn *h);
-static void poke(cairn__item *it, int done);
+static int hand_off(cairn *h);
+static void drive(cairn *h);
 
 int cairn__commit_init(cairn *h)
 {
@@ -45,9 +47,10 @@ void cairn__commit_warm(cairn *h)
         cairn__log(h, CAIRN_LOG_DEBUG, "opening a commit connection ahead of need: %s", cairn_errmsg(h));
     pthread_mutex_lock(&h->commit_lock);
     c->in_use = 0;
-    if (h->pending_head)
-        poke(h->pending_head, 0); /* an item that queued meanwhile leads now */
+    int lead = h->pending_head && !hand_off(h); /* an item that queued meanwhile leads now */
     pthread_mutex_unlock(&h->commit_lock);
+    if (lead)
+        drive(h);
 }
 
 void cairn__commit_free(cairn *h)
@@ -346,7 +349,7 @@ static void commit_batch(cairn *h, cairn__conn *c, cairn__item *const *batch, in
             pthread_mutex_lock(&h->commit_lock);
             c->retrying = 1;
             if (h->pending_head && free_conn(h))
-                poke(h->pending_head, 0);
+                hand_off(h); /* items without a waiter have no deadline: they wait for this batch */
             pthread_mutex_unlock(&h->commit_lock);
         }
         /* Warn once per outage, not once per retry. */
@@ -408,7 +411,96 @@ static void poke(cairn__item *it, int done)
     pthread_mutex_unlock(&it->mu);
 }
 
-int cairn__commit(cairn *h, cairn__item *item)
+/*
+ * Wakes the first queued item that has a waiting thread, to lead the next
+ * batch; returns 0 when every queued item is one without a waiter (then
+ * the caller leads). Called with commit_lock held; a queued item is not
+ * done, so waking it under the lock is safe.
+ */
+static int hand_off(cairn *h)
+{
+    for (cairn__item *it = h->pending_head; it; it = it->next) {
+        if (!it->done_fn) {
+            poke(it, 0);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Takes up to CAIRN__MAX_BATCH queued items into batch and marks c in use;
+ * returns how many. Called with commit_lock held.
+ */
+static int take_batch(cairn *h, cairn__conn *c, cairn__item **batch)
+{
+    int n = 0;
+    while (h->pending_head && n < CAIRN__MAX_BATCH) {
+        batch[n++] = h->pending_head;
+        h->pending_head = h->pending_head->next;
+        h->pending_count--;
+    }
+    if (!h->pending_head)
+        h->pending_tail = NULL;
+    c->in_use = 1;
+    if (h->pending_head && free_conn(h))
+        hand_off(h);
+    return n;
+}
+
+/*
+ * Writes a taken batch on c and releases c. Returns non-zero when items
+ * are left that no waiting thread will lead, so the caller should.
+ */
+static int write_taken(cairn *h, cairn__conn *c, cairn__item *const *batch, int n)
+{
+    commit_batch(h, c, batch, n);
+    pthread_mutex_lock(&h->commit_lock);
+    c->in_use = 0;
+    c->retrying = 0;
+    int lead = h->pending_head && !hand_off(h);
+    pthread_mutex_unlock(&h->commit_lock);
+    return lead;
+}
+
+/* Tells the batch's items they are written: waiters are woken, items without one are handed to done_fn. */
+static void finish_batch(cairn *h, cairn__item *const *batch, int n, const cairn__item *mine)
+{
+    for (int i = 0; i < n; i++) {
+        cairn__item *it = batch[i];
+        if (it == mine)
+            continue;
+        if (it->done_fn) {
+            it->done_fn(h, it); /* owns the item from here on */
+            atomic_fetch_sub(&h->async_items, 1);
+        } else {
+            poke(it, 1);
+        }
+    }
+}
+
+/* Leads batches while items are queued and a commit connection is free. */
+static void drive(cairn *h)
+{
+    for (;;) {
+        pthread_mutex_lock(&h->commit_lock);
+        cairn__conn *c = h->pending_head ? free_conn(h) : NULL;
+        if (!c) {
+            pthread_mutex_unlock(&h->commit_lock);
+            return;
+        }
+        cairn__item *batch[CAIRN__MAX_BATCH];
+        int n = take_batch(h, c, batch);
+        pthread_mutex_unlock(&h->commit_lock);
+        int lead = write_taken(h, c, batch, n);
+        finish_batch(h, batch, n, NULL);
+        if (!lead)
+            return;
+    }
+}
+
+/* Puts an item at the end of the queue; called with commit_lock held. */
+static void enqueue_item(cairn *h, cairn__item *item)
 {
     item->done = 0;
     item->wake = 0;
@@ -417,6 +509,37 @@ int cairn__commit(cairn *h, cairn__item *item)
     item->errmsg[0] = '\0';
     item->sqlstate[0] = '\0';
     item->next = NULL;
+    if (h->pending_tail)
+        h->pending_tail->next = item;
+    else
+        h->pending_head = item;
+    h->pending_tail = item;
+    h->pending_count++;
+}
+
+void cairn__commit_async(cairn *h, cairn__item *item)
+{
+    atomic_fetch_add(&h->async_items, 1);
+    pthread_mutex_lock(&h->commit_lock);
+    enqueue_item(h, item);
+    pthread_mutex_unlock(&h->commit_lock);
+    drive(h);
+}
+
+void cairn__commit_drain(cairn *h)
+{
+    while (atomic_load(&h->async_items) > 0) {
+        drive(h);
+        if (atomic_load(&h->async_items) > 0) {
+            struct timespec ts = {0, 1000000L};
+            nanosleep(&ts, NULL); /* a batch in flight on another thread */
+        }
+    }
+}
+
+int cairn__commit(cairn *h, cairn__item *item)
+{
+    item->done_fn = NULL;
     pthread_mutex_init(&item->mu, NULL);
     pthread_cond_init(&item->cond, NULL);
     int queued = 0;
@@ -424,12 +547,7 @@ int cairn__commit(cairn *h, cairn__item *item)
     for (;;) {
         pthread_mutex_lock(&h->commit_lock);
         if (!queued) {
-            if (h->pending_tail)
-                h->pending_tail->next = item;
-            else
-                h->pending_head = item;
-            h->pending_tail = item;
-            h->pending_count++;
+            enqueue_item(h, item);
             queued = 1;
         }
         cairn__conn *c = h->pending_head ? free_conn(h) : NULL;
@@ -446,38 +564,20 @@ int cairn__commit(cairn *h, cairn__item *item)
             continue;
         }
         cairn__item *batch[CAIRN__MAX_BATCH];
-        int n = 0;
-        while (h->pending_head && n < CAIRN__MAX_BATCH) {
-            batch[n++] = h->pending_head;
-            h->pending_head = h->pending_head->next;
-            h->pending_count--;
-        }
-        if (!h->pending_head)
-            h->pending_tail = NULL;
-        c->in_use = 1;
-        /* A queued item is not done, so it is safe to wake under commit_lock. */
-        if (h->pending_head && free_conn(h))
-            poke(h->pending_head, 0);
+        int n = take_batch(h, c, batch);
         pthread_mutex_unlock(&h->commit_lock);
 
-        commit_batch(h, c, batch, n);
-
-        pthread_mutex_lock(&h->commit_lock);
-        c->in_use = 0;
-        c->retrying = 0;
-        if (h->pending_head)
-            poke(h->pending_head, 0); /* the next leader */
-        pthread_mutex_unlock(&h->commit_lock);
+        int lead = write_taken(h, c, batch, n);
         /* Only the waiters of this batch wake, each once, outside commit_lock. */
         int mine = 0;
-        for (int i = 0; i < n; i++) {
-            if (batch[i] == item)
-                mine = 1;
-            else
-                poke(batch[i], 1);
-        }
-        if (mine)
+        for (int i = 0; i < n; i++)
+            mine |= batch[i] == item;
+        finish_batch(h, batch, n, item);
+        if (mine) {
+            if (lead)
+                drive(h); /* what is left has no waiter to lead it */
             break;
+        }
     }
     pthread_mutex_destroy(&item->mu);
     pthread_cond_destroy(&item->cond);

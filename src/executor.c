@@ -233,7 +233,7 @@ int cairn__sleep(cairn *h, long long ms)
  * map. A run abandoned at shutdown publishes CAIRN_STATUS_UNKNOWN and stays
  * PENDING in the database until cairn_stop() hands it back.
  */
-static void run_finish(cairn *h, cairn__run *r)
+void cairn__run_done(cairn *h, cairn__run *r)
 {
     pthread_mutex_lock(&h->run_lock);
     active_remove(h, r);
@@ -243,8 +243,19 @@ static void run_finish(cairn *h, cairn__run *r)
     pthread_mutex_unlock(&h->run_lock);
     if (last)
         run_free(r);
+}
+
+/* A run left its executor thread (ended, or its finish handed to group commit): the thread is free. */
+static void thread_free(cairn *h)
+{
     atomic_fetch_sub(&h->busy, 1);
     cairn__dispatch_poke(h); /* a thread is free for enqueued work */
+}
+
+static void run_finish(cairn *h, cairn__run *r)
+{
+    cairn__run_done(h, r);
+    thread_free(h);
 }
 
 static void *worker_main(void *arg)
@@ -266,8 +277,10 @@ static void *worker_main(void *arg)
             h->queue_tail = NULL;
         pthread_mutex_unlock(&h->run_lock);
 
-        cairn__execute(h, r, &txc);
-        run_finish(h, r);
+        if (cairn__execute(h, r, &txc))
+            thread_free(h); /* the run ends when its finish commits */
+        else
+            run_finish(h, r);
     }
 }
 

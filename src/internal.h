@@ -207,10 +207,24 @@ typedef struct cairn__item {
     pthread_mutex_t mu;  /* guards done and wake for the waiter */
     pthread_cond_t cond; /* signalled when done, or when this item should lead */
     int wake;
+    /*
+     * An item queued with cairn__commit_async(): no thread waits for it;
+     * done(h, it) runs on the thread that wrote its batch, once, and owns
+     * the item from then on.
+     */
+    void (*done_fn)(cairn *h, struct cairn__item *it);
 } cairn__item;
 
 /* Queue the item, help commit batches until it is done, return item->rc. */
 int cairn__commit(cairn *h, cairn__item *item);
+/*
+ * Queue item (heap-allocated, with done_fn set) without waiting for it:
+ * this thread writes a batch only if a commit connection is free now;
+ * otherwise the thread writing the batch in flight takes it next.
+ */
+void cairn__commit_async(cairn *h, cairn__item *item);
+/* Writes every queued item and waits for those in flight; for cairn_stop(), once no thread adds more. */
+void cairn__commit_drain(cairn *h);
 int cairn__commit_init(cairn *h);
 /*
  * Opens the first commit connection before work arrives, so that the first
@@ -437,7 +451,14 @@ int cairn__ctx_usable(cairn_ctx *ctx);
 int cairn__replay_name(cairn_ctx *ctx, int number, const char *recorded, const char *called);
 
 /* Run workflow r on the calling executor thread; txc is the thread's connection for transactional steps. */
-void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc);
+/*
+ * Runs workflow r on the calling executor thread. Returns 1 when its
+ * finish was handed to group commit (the run ends when that commits, see
+ * cairn__run_done()), 0 when the run ended here.
+ */
+int cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc);
+/* The end of a run: publish the result to its waiters and leave the active map. */
+void cairn__run_done(cairn *h, cairn__run *r);
 
 /* ---- txstep.c: one attempt of a transactional step -------------------- */
 
@@ -494,6 +515,7 @@ struct cairn {
     pthread_t *threads;
     int nthreads;
     atomic_int busy;             /* runs queued or running on the executor threads */
+    atomic_int async_items;      /* items queued by cairn__commit_async() and not yet done */
     int poll_interval_ms;
     int suspend_after_ms;        /* waits longer than this suspend; negative: every wait that cannot end at once */
     atomic_llong next_wake_ms;   /* monotonic time of the earliest wake-up of a workflow suspended here; 0: none */

@@ -476,7 +476,41 @@ static void ctx_free(cairn_ctx *ctx)
     free(ctx->fail_msg);
 }
 
-void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
+/* A workflow's finish, handed to group commit without a waiting thread. */
+typedef struct finish_item {
+    cairn__item it; /* first, so that the item is the struct */
+    cairn__run *run;
+    char *output;
+    char *errjson;
+    int success;
+} finish_item;
+
+/* Runs on the thread that wrote the finish's batch: publishes the result, ends the run. */
+static void finish_done(cairn *h, cairn__item *item)
+{
+    finish_item *f = (finish_item *)item;
+    cairn__run *r = f->run;
+    if (item->rc == CAIRN_OK && item->applied) {
+        pthread_mutex_lock(&h->run_lock);
+        r->status = f->success ? CAIRN_STATUS_SUCCESS : CAIRN_STATUS_ERROR;
+        r->result = f->success ? f->output : f->errjson;
+        pthread_mutex_unlock(&h->run_lock);
+        if (f->success)
+            f->output = NULL;
+        else
+            f->errjson = NULL;
+    } else if (item->rc == CAIRN_OK && !atomic_load(&r->cancelled)) {
+        cairn__log(h, CAIRN_LOG_WARN, "workflow %s finished here but is no longer owned by this executor", r->id);
+    } else if (item->rc != CAIRN_OK && item->rc != CAIRN_ESHUTDOWN) {
+        cairn__log(h, CAIRN_LOG_ERROR, "workflow %s: recording its result failed: %s", r->id, item->errmsg);
+    }
+    free(f->output);
+    free(f->errjson);
+    free(f);
+    cairn__run_done(h, r);
+}
+
+int cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
 {
     cairn_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
@@ -486,16 +520,16 @@ void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
     ctx.next = 1;
     if (!r->wf) {
         cairn__log(h, CAIRN_LOG_WARN, "workflow %s: no code registered for '%s'", r->id, r->name);
-        return;
+        return 0;
     }
     if (cairn__run_lost(h, r)) {
         cairn__fleet_release_one(h, r->id); /* a no-op unless it is still ours after all */
-        return;
+        return 0;
     }
     if (!r->fresh && load_recording(h, &ctx) != CAIRN_OK) {
         cairn__log(h, CAIRN_LOG_WARN, "workflow %s not resumed: %s", r->id, cairn_errmsg(h));
         ctx_free(&ctx);
-        return;
+        return 0;
     }
     char *output = NULL;
     int rc = r->wf->wf(&ctx, r->input ? r->input : "null", &output, r->wf->udata);
@@ -503,13 +537,13 @@ void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
         /* No executor owns it now: it resumes by replay when its wait ends, here or elsewhere. */
         free(output);
         ctx_free(&ctx);
-        return;
+        return 0;
     }
     if (ctx.cancelled || atomic_load(&r->cancelled)) {
         /* The database says CANCELLED already; awaiters read it there. */
         free(output);
         ctx_free(&ctx);
-        return;
+        return 0;
     }
     if (ctx.abandoned || (rc != CAIRN_OK && atomic_load(&h->shutting_down)) || cairn__run_lost(h, r)) {
         r->released = atomic_load(&h->shutting_down);
@@ -517,13 +551,9 @@ void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
             cairn__fleet_release_one(h, r->id);
         free(output);
         ctx_free(&ctx);
-        return; /* stays PENDING until cairn_stop() hands it back */
+        return 0; /* stays PENDING until cairn_stop() hands it back */
     }
 
-    cairn__item it;
-    memset(&it, 0, sizeof it);
-    it.kind = CAIRN__FINISH_ITEM;
-    it.id = r->id;
     char *errjson = NULL;
     char err[256];
     if (!ctx.nondet && rc == CAIRN_OK) {
@@ -548,27 +578,39 @@ void cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
         errjson = cairn__error_json(msg, NULL, 0);
     }
     int success = !ctx.nondet && rc == CAIRN_OK;
-    it.status = success ? "SUCCESS" : "ERROR";
-    it.output = success ? (output ? output : "null") : NULL;
-    it.error = success ? NULL : errjson;
-    if (!success && !errjson) {
-        cairn__log(h, CAIRN_LOG_ERROR, "workflow %s: out of memory recording its error", r->id);
-        free(output);
-        ctx_free(&ctx);
-        return;
-    }
-    int crc = cairn__commit(h, &it);
-    if (crc == CAIRN_OK && it.applied) {
-        pthread_mutex_lock(&h->run_lock);
-        r->status = success ? CAIRN_STATUS_SUCCESS : CAIRN_STATUS_ERROR;
-        r->result = cairn__strdup(success ? it.output : errjson);
-        pthread_mutex_unlock(&h->run_lock);
-    } else if (crc == CAIRN_OK) {
-        cairn__log(h, CAIRN_LOG_WARN, "workflow %s finished here but is no longer owned by this executor", r->id);
-    } else if (crc != CAIRN_ESHUTDOWN) {
-        cairn__log(h, CAIRN_LOG_ERROR, "workflow %s: recording its result failed: %s", r->id, cairn_errmsg(h));
-    }
-    free(output);
-    free(errjson);
     ctx_free(&ctx);
+    finish_item *f = calloc(1, sizeof *f);
+    if (!f || (!success && !errjson)) {
+        cairn__log(h, CAIRN_LOG_ERROR, "workflow %s: out of memory recording its %s", r->id,
+                   success ? "result" : "error");
+        free(f);
+        free(output);
+        free(errjson);
+        return 0; /* stays PENDING: resumed by the next recovery */
+    }
+    /*
+     * The outcome is decided; the thread need not wait for it to commit (a
+     * crash before it does only replays the workflow to the same end). The
+     * thread that writes the finish's batch publishes the result and ends
+     * the run (finish_done).
+     */
+    f->run = r;
+    f->output = success ? (output ? output : cairn__strdup("null")) : NULL;
+    f->errjson = errjson;
+    f->success = success;
+    if (success && !f->output) {
+        free(f);
+        free(errjson);
+        return 0;
+    }
+    if (!success)
+        free(output);
+    f->it.kind = CAIRN__FINISH_ITEM;
+    f->it.id = r->id;
+    f->it.status = success ? "SUCCESS" : "ERROR";
+    f->it.output = f->output;
+    f->it.error = success ? NULL : errjson;
+    f->it.done_fn = finish_done;
+    cairn__commit_async(h, &f->it);
+    return 1;
 }
