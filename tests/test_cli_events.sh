@@ -26,63 +26,9 @@ set -euo pipefail
 CLI=${1:?usage: test_cli_events.sh CAIRN-CLI}
 PSQL=${PSQL:-psql}
 
-base=${CAIRN_DATABASE_URL:-postgresql:///postgres?host=${CAIRN_TEST_DEV_DIR:?set CAIRN_TEST_DEV_DIR or CAIRN_DATABASE_URL}&user=postgres}
-db=cairn_cli_events_$$
-case $base in
-  postgres://* | postgresql://*) case $base in *\?*) url="$base&dbname=$db" ;; *) url="$base?dbname=$db" ;; esac ;;
-  *) url="$base dbname=$db" ;;
-esac
-export CAIRN_DATABASE_URL=$url
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-cli-events.XXXXXX")
-
-cleanup() {
-  local rc=$?
-  wait 2>/dev/null || true
-  "$PSQL" "$base" -X -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-
-sql() {
-  "$PSQL" "$url" -X -q -At -v ON_ERROR_STOP=1 "$@"
-}
-
-check() {
-  if [ "$2" != "$3" ]; then
-    fail "$1: expected '$2', got '$3'"
-  fi
-  echo "ok - $1"
-}
-
-run() {
-  rc=0
-  "$CLI" "$@" >"$work/out" 2>"$work/err" || rc=$?
-  out=$(cat "$work/out")
-  err=$(cat "$work/err")
-}
-
-ok() {
-  run "$@"
-  [ "$rc" = 0 ] || fail "cairn $* exited $rc: $err"
-  [ -z "$err" ] || fail "cairn $* wrote to stderr: $err"
-}
-
-# fails STATUS PATTERN ARGS...: the CLI must exit STATUS with PATTERN on stderr.
-fails() {
-  local want=$1 pattern=$2
-  shift 2
-  run "$@"
-  [ "$rc" = "$want" ] || fail "cairn $* exited $rc, expected $want (stderr: $err)"
-  grep -q -- "$pattern" <<<"$err" || fail "cairn $* said '$err', expected '$pattern'"
-  echo "ok - cairn $* exits $want: $pattern"
-}
+name=events
+# shellcheck source=cli_harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_harness.sh"
 
 now_ms() { date +%s%3N; }
 

@@ -27,57 +27,9 @@ set -euo pipefail
 CLI=${1:?usage: test_cli_queue.sh CAIRN-CLI}
 PSQL=${PSQL:-psql}
 
-base=${CAIRN_DATABASE_URL:-postgresql:///postgres?host=${CAIRN_TEST_DEV_DIR:?set CAIRN_TEST_DEV_DIR or CAIRN_DATABASE_URL}&user=postgres}
-db=cairn_cli_queue_$$
-# The same server, another database: a later dbname setting wins in either conninfo form.
-case $base in
-  postgres://* | postgresql://*) case $base in *\?*) url="$base&dbname=$db" ;; *) url="$base?dbname=$db" ;; esac ;;
-  *) url="$base dbname=$db" ;;
-esac
-export CAIRN_DATABASE_URL=$url
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-cli-queue.XXXXXX")
-
-cleanup() {
-  local rc=$?
-  "$PSQL" "$base" -X -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-
-# Run SQL in the test database; unaligned, tuples only.
-sql() {
-  "$PSQL" "$url" -X -q -At -v ON_ERROR_STOP=1 "$@"
-}
-
-# check WHAT EXPECTED ACTUAL
-check() {
-  if [ "$2" != "$3" ]; then
-    fail "$1: expected '$2', got '$3'"
-  fi
-  echo "ok - $1 ($3)"
-}
-
-# run ARGS...: run the CLI, keeping its stdout in $out, its stderr in $err and its status in $rc.
-run() {
-  rc=0
-  "$CLI" "$@" >"$work/out" 2>"$work/err" || rc=$?
-  out=$(cat "$work/out")
-  err=$(cat "$work/err")
-}
-
-# ok ARGS...: run the CLI and fail unless it exits 0 with nothing on stderr.
-ok() {
-  run "$@"
-  [ "$rc" = 0 ] || fail "cairn $* exited $rc: $err"
-  [ -z "$err" ] || fail "cairn $* wrote to stderr: $err"
-}
+name=queue
+# shellcheck source=cli_harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_harness.sh"
 
 # A queue's row in cairn.queues: concurrency|worker_concurrency|rate_limit|rate_period in ms|partition_concurrency.
 row() {

@@ -24,52 +24,9 @@ set -euo pipefail
 CLI=${1:?usage: test_cli_schedule.sh CAIRN-CLI}
 PSQL=${PSQL:-psql}
 
-base=${CAIRN_DATABASE_URL:-postgresql:///postgres?host=${CAIRN_TEST_DEV_DIR:?set CAIRN_TEST_DEV_DIR or CAIRN_DATABASE_URL}&user=postgres}
-db=cairn_cli_schedule_$$
-case $base in
-  postgres://* | postgresql://*) case $base in *\?*) url="$base&dbname=$db" ;; *) url="$base?dbname=$db" ;; esac ;;
-  *) url="$base dbname=$db" ;;
-esac
-export CAIRN_DATABASE_URL=$url
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-cli-schedule.XXXXXX")
-
-cleanup() {
-  local rc=$?
-  "$PSQL" "$base" -X -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-
-sql() {
-  "$PSQL" "$url" -X -q -At -v ON_ERROR_STOP=1 "$@"
-}
-
-check() {
-  if [ "$2" != "$3" ]; then
-    fail "$1: expected '$2', got '$3'"
-  fi
-  echo "ok - $1"
-}
-
-run() {
-  rc=0
-  "$CLI" "$@" >"$work/out" 2>"$work/err" || rc=$?
-  out=$(cat "$work/out")
-  err=$(cat "$work/err")
-}
-
-ok() {
-  run "$@"
-  [ "$rc" = 0 ] || fail "cairn $* exited $rc: $err"
-  [ -z "$err" ] || fail "cairn $* wrote to stderr: $err"
-}
+name=schedule
+# shellcheck source=cli_harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_harness.sh"
 
 # A schedule's row: workflow|cron|timezone|input|queue|backfill|paused|next_tick is set.
 row() {
