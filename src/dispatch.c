@@ -233,6 +233,13 @@ static void *dispatcher_main(void *arg)
      * poll timer is.
      */
     int idle = 0, woke = WOKE_TIMEOUT, cron_only = 0;
+    /*
+     * Monotonic time at which the next suspended workflow the database
+     * knows of is due (0: none known). Kept across iterations: a wake-up
+     * that skips the claim (a thread came free) must not forget it, or the
+     * dispatcher sleeps a whole poll interval past it.
+     */
+    long long db_wake = 0;
     while (!atomic_load(&h->shutting_down)) {
         if (!c.pg || PQstatus(c.pg) != CONNECTION_OK) {
             if (connect_listener(h, &c) != CAIRN_OK) {
@@ -286,6 +293,10 @@ static void *dispatcher_main(void *arg)
             local_wake = 0;
             look = 1;
         }
+        if (db_wake && db_wake <= cairn__now_ms()) {
+            db_wake = 0;
+            look = 1;
+        }
         /* Only a thread came free, or only a cron tick or deadline was due: the queues were empty; wait again. */
         int skip = !serving || (idle && !look && (woke == WOKE_POKE || (woke == WOKE_TIMEOUT && cron_only)));
         int retry_ms = -1, wake_ms = -1;
@@ -303,6 +314,9 @@ static void *dispatcher_main(void *arg)
                 cairn__conn_drop(&c);
                 continue;
             }
+            /* A claim that had capacity left reports the next due workflow, or that none is. */
+            if (got < want)
+                db_wake = wake_ms >= 0 ? cairn__now_ms() + wake_ms : 0;
             if (got > 0)
                 contention_ms = 10;
             if (got == want)
@@ -320,6 +334,8 @@ static void *dispatcher_main(void *arg)
                     cairn__conn_drop(&c);
                     continue;
                 }
+                if (raised && got < want)
+                    db_wake = wake_ms >= 0 ? cairn__now_ms() + wake_ms : 0;
                 if (got > 0)
                     continue;
                 idle = retry_ms < 0;
@@ -349,8 +365,11 @@ static void *dispatcher_main(void *arg)
         if (settle && timeout > SETTLE_MS)
             timeout = SETTLE_MS;
         /* The next suspended workflow to wake, as the database or this process knows it. */
-        if (wake_ms >= 0 && wake_ms < timeout)
-            timeout = wake_ms;
+        if (db_wake) {
+            long long until = db_wake - cairn__now_ms();
+            if (until < timeout)
+                timeout = until > 0 ? (int)until : 0;
+        }
         if (local_wake) {
             long long until = local_wake - cairn__now_ms();
             if (until < timeout)

@@ -249,6 +249,52 @@ static void test_sleep_suspends(void **state)
     cairn_close(h);
 }
 
+/*
+ * A sleeper suspended by another handle wakes at its time even when the
+ * dispatcher that resumes it is woken meanwhile by its own threads coming
+ * free. Only the database knows this wake-up time here (the handle did not
+ * suspend it), and with a poll interval and heartbeat far longer than the
+ * sleep, nothing but that remembered time can wake it promptly.
+ */
+static void test_sleep_due_after_pokes(void **state)
+{
+    (void)state;
+    cairn *a = open_worker("sleep-poke-a", 1, 100);
+    start(a, "sleeper", "poked-1", "{\"ms\": 2500}", NULL);
+    wait_suspended("poked-", 1, 20000);
+    cairn_close(a);
+
+    cairn_options o;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    o.conninfo = t_db();
+    o.executor_id = "sleep-poke-b";
+    o.workers = 2;
+    o.suspend_after_ms = 100;
+    o.poll_interval_ms = 60000;
+    o.lease_ms = 60000;
+    cairn *b = NULL;
+    if (cairn_open(&b, &o) != CAIRN_OK)
+        fail_msg("cairn_open: %s", b ? cairn_errmsg(b) : "out of memory");
+    T_OK(b, wait_flows_register(b));
+    T_OK(b, cairn_start_workers(b));
+    /* Short workflows that end on b's threads: each end pokes b's dispatcher. */
+    char id[32];
+    for (int i = 0; i < 6; i++) {
+        sleep_ms(200);
+        snprintf(id, sizeof id, "poker-%d", i);
+        start(b, "sleeper", id, "{\"ms\": 0}", NULL);
+        expect_success(b, id, 30000, NULL);
+    }
+    expect_success(b, "poked-1", 60000, NULL);
+    long long until, woke;
+    sleeper_times("poked-1", &until, &woke);
+    printf("# sleeper suspended elsewhere, dispatcher poked meanwhile: woke %lld ms after its time\n", woke - until);
+    if (woke < until || woke - until > 2000)
+        fail_msg("poked-1 woke %lld ms after its time (poll interval and heartbeat 12-60 s away)", woke - until);
+    cairn_close(b);
+}
+
 /* SIGKILL while sleeping (in the thread, and suspended): the sleep resumes and ends at its recorded time. */
 static void test_sleep_survives_kill(void **state)
 {
@@ -585,6 +631,7 @@ int main(void)
         cmocka_set_test_filter(getenv("WAIT_TEST"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_sleep_in_thread, teardown),  cmocka_unit_test_teardown(test_sleep_suspends, teardown),
+        cmocka_unit_test_teardown(test_sleep_due_after_pokes, teardown),
         cmocka_unit_test_teardown(test_sleep_survives_kill, teardown), cmocka_unit_test_teardown(test_recv_order, teardown),
         cmocka_unit_test_teardown(test_recv_timeout, teardown),     cmocka_unit_test_teardown(test_recv_from_sql, teardown),
         cmocka_unit_test_teardown(test_recv_many_waiters, teardown), cmocka_unit_test_teardown(test_ctx_send_once, teardown),
