@@ -350,6 +350,7 @@ enum {
     P_ENQ_SQLB,  /* pgbench: SELECT count(cairn.enqueue(...)) FROM generate_series(1, batch) */
     P_DIRECT,    /* 3-step workflows started at once on the handle */
     P_QUEUED,    /* the same through a queue */
+    P_QUEUED_LAZY, /* the same through a queue with CAIRN_NO_EAGER: every one claimed by the dispatcher */
     P_IDLE,      /* a worker with empty queues */
     P_DRAIN,     /* the drains: no-op with each worker count, then 3-step with each */
     P_COUNT = P_DRAIN + 2 * MAX_LIST
@@ -550,11 +551,13 @@ static void seed_history(monitor *m, int n)
         die("wrote %lld history workflows, not %d", got, n);
 }
 
-static cairn *open_handle(const config *cfg, const char *conninfo, const char *executor, int workers)
+static cairn *open_handle(const config *cfg, const char *conninfo, const char *executor, int workers,
+                          unsigned flags)
 {
     cairn_options o;
     memset(&o, 0, sizeof o);
     o.size = sizeof o;
+    o.flags = flags;
     o.conninfo = conninfo;
     o.executor_id = executor;
     o.workers = workers;
@@ -743,7 +746,7 @@ static void run_drain(const config *cfg, monitor *m, const char *tag, int rep, c
     char *conninfo = conninfo_with_app(cfg->conninfo, app);
     long long xc0 = xact_commit(m);
     long long q0 = m->queries - (m->version >= 150000 ? 1 : 0);
-    cairn *h = open_handle(cfg, conninfo, executor, workers);
+    cairn *h = open_handle(cfg, conninfo, executor, workers, 0);
 
     char n[16];
     snprintf(n, sizeof n, "%d", cfg->drain);
@@ -837,16 +840,18 @@ static void *client_main(void *arg)
 
 static void run_compare(const config *cfg, monitor *m, const char *tag, int rep, int queued, phase_result *o)
 {
-    fprintf(stderr, "bench_queue: 3-step workflows %s, %d in flight, %d + %d s...\n",
-            queued ? "through a queue" : "started directly", cfg->inflight, cfg->warmup_seconds, cfg->seconds);
+    static const char *const what[3] = {"started directly", "through a queue", "through a queue, CAIRN_NO_EAGER"};
+    fprintf(stderr, "bench_queue: 3-step workflows %s, %d in flight, %d + %d s...\n", what[queued], cfg->inflight,
+            cfg->warmup_seconds, cfg->seconds);
     reset(m);
     char app[96], executor[64];
-    snprintf(app, sizeof app, "cairn-bench-queue-%s-%d-%s", tag, rep, queued ? "queued" : "direct");
+    snprintf(app, sizeof app, "cairn-bench-queue-%s-%d-%s", tag, rep,
+             queued == 2 ? "lazy" : queued ? "queued" : "direct");
     snprintf(executor, sizeof executor, "bench-queue-%s", tag);
     char *conninfo = conninfo_with_app(cfg->conninfo, app);
     long long xc0 = xact_commit(m);
     long long q0 = m->queries - (m->version >= 150000 ? 1 : 0);
-    cairn *h = open_handle(cfg, conninfo, executor, cfg->inflight);
+    cairn *h = open_handle(cfg, conninfo, executor, cfg->inflight, queued == 2 ? CAIRN_NO_EAGER : 0);
     int rc = cairn_start_workers(h);
     if (rc != CAIRN_OK)
         die("cairn_start_workers: %s: %s", cairn_strerror(rc), cairn_errmsg(h));
@@ -943,7 +948,7 @@ static void run_idle(const config *cfg, monitor *m, const char *tag, int rep, ph
     snprintf(app, sizeof app, "cairn-bench-queue-%s-%d-idle", tag, rep);
     snprintf(executor, sizeof executor, "bench-queue-%s", tag);
     char *conninfo = conninfo_with_app(cfg->conninfo, app);
-    cairn *h = open_handle(cfg, conninfo, executor, 0);
+    cairn *h = open_handle(cfg, conninfo, executor, 0, 0);
     int rc = cairn_start_workers(h);
     if (rc != CAIRN_OK)
         die("cairn_start_workers: %s: %s", cairn_strerror(rc), cairn_errmsg(h));
@@ -1187,8 +1192,10 @@ static void report(const config *cfg, monitor *m, const phase_result *res, int n
                "commits", "xacts", "server", "client", "busy", "other");
         printf("  %-44s %9s %7s %7s %6s %7s %6s %7s %7s %5s %5s\n", "", "", "", "", "/wf", "/wf", "/wf *", "us/wf",
                "us/wf", "%", "%");
-        for (int p = P_DIRECT; p <= P_QUEUED; p++) {
-            printf("  %-44s", p == P_DIRECT ? "started directly (cairn_start)" : "through a queue (opts.queue)");
+        for (int p = P_DIRECT; p <= P_QUEUED_LAZY; p++) {
+            printf("  %-44s", p == P_DIRECT   ? "started directly (cairn_start)"
+                              : p == P_QUEUED ? "through a queue (opts.queue)"
+                                              : "through a queue, CAIRN_NO_EAGER");
             cell(med(res, nrep, p, V_RATE), 9, 0);
             cell(med(res, nrep, p, V_P50), 7, 2);
             cell(med(res, nrep, p, V_P99), 7, 2);
@@ -1205,6 +1212,7 @@ static void report(const config *cfg, monitor *m, const phase_result *res, int n
             printf("  Statements per workflow by name (last repetition):\n");
             printf("    direct: %s\n", R(res, last, P_DIRECT)->tally);
             printf("    queued: %s\n", R(res, last, P_QUEUED)->tally);
+            printf("    queued, CAIRN_NO_EAGER: %s\n", R(res, last, P_QUEUED_LAZY)->tally);
         }
     }
 
@@ -1288,6 +1296,9 @@ static void report(const config *cfg, monitor *m, const phase_result *res, int n
         snprintf(lab, sizeof lab, "3-step, %d in flight: through a queue / started directly", cfg->inflight);
         printf("  %-60s %7.2fx   >= 1.00x  %s\n", lab, q, q >= 1.0 ? "met" : "MISSED");
         each_ratio(res, nrep, P_QUEUED, P_DIRECT);
+        snprintf(lab, sizeof lab, "  the same with CAIRN_NO_EAGER (reference)");
+        printf("  %-60s %7.2fx\n", lab, ratio(res, nrep, P_QUEUED_LAZY, P_DIRECT));
+        each_ratio(res, nrep, P_QUEUED_LAZY, P_DIRECT);
         if (cfg->drain > 0) {
             for (int i = 0; i < cfg->ndrain_workers; i++) {
                 snprintf(lab, sizeof lab, "drain 3-step, %d threads / started directly", cfg->drain_workers[i]);
@@ -1337,7 +1348,7 @@ int main(int argc, char **argv)
     count_stmt_hook = count_named;
     postmaster = local_postmaster(&m);
     /* Opening a handle applies cairn's migrations if they are missing. */
-    cairn *h = open_handle(&cfg, cfg.conninfo, NULL, 1);
+    cairn *h = open_handle(&cfg, cfg.conninfo, NULL, 1, 0);
     cairn_close(h);
     mon_exec(&m, "CREATE SCHEMA IF NOT EXISTS cairn_bench");
     char tag[32];
@@ -1375,6 +1386,7 @@ int main(int argc, char **argv)
         if (cfg.inflight > 0) {
             run_compare(&cfg, &m, tag, r, 0, &rp[P_DIRECT]);
             run_compare(&cfg, &m, tag, r, 1, &rp[P_QUEUED]);
+            run_compare(&cfg, &m, tag, r, 2, &rp[P_QUEUED_LAZY]);
         }
         if (cfg.idle_seconds > 0)
             run_idle(&cfg, &m, tag, r, &rp[P_IDLE]);

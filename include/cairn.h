@@ -93,6 +93,8 @@ typedef void (*cairn_log_fn)(void *udata, int level, const char *message);
 
 /* Flags for cairn_options.flags. */
 #define CAIRN_NO_MIGRATE 0x1u  /* do not apply migrations in cairn_open(); fail if the schema is missing */
+#define CAIRN_NO_EAGER 0x2u    /* queued starts always wait in the queue for a claim (no eager start, see
+                                  cairn_start_options.queue) */
 
 /*
  * Options for cairn_open(). Zero-initialise, set size to sizeof(cairn_options),
@@ -110,7 +112,7 @@ typedef struct cairn_options {
                                   (interruptions by cairn_close() do not count); 0: 20 */
     size_t max_payload;        /* largest accepted payload in bytes; 0: 16 MiB */
     int connect_timeout_ms;    /* how long API calls wait for an unreachable database; 0: 10000 */
-    unsigned flags;            /* CAIRN_NO_MIGRATE */
+    unsigned flags;            /* CAIRN_NO_MIGRATE, CAIRN_NO_EAGER */
     cairn_log_fn log;          /* NULL: warnings and errors to stderr */
     void *log_udata;           /* passed to log */
     int log_level;             /* lowest level passed to log; 0 means CAIRN_LOG_DEBUG only if log is set, else WARN */
@@ -293,7 +295,12 @@ typedef struct cairn_start_options {
     const char *queue; /* NULL: run at once on this handle (recorded in queue "default"; no queue limit
                           applies, not even those configured for "default"). A queue name:
                           enqueue it there, to be claimed under the queue's limits by any executor that
-                          serves the queue (this one included), like cairn_enqueue(). */
+                          serves the queue (this one included), like cairn_enqueue().
+                          Eager start: if this handle serves the queue, runs the workflow's name and
+                          version and has a thread free, and the queue has no limits configured and
+                          nothing runnable waiting, the workflow is written as already claimed by
+                          this handle and runs at once, as the next claim here would have done
+                          (CAIRN_NO_EAGER turns this off). */
     /* The fields below apply to queued starts only (queue not NULL); see cairn_enqueue_options. */
     int priority;
     int delay_ms;

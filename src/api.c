@@ -458,6 +458,38 @@ static int existing(cairn *h, const char *id, const char *workflow)
 #define SOPTI(o, field) \
     ((o) && (o)->size >= offsetof(cairn_start_options, field) + sizeof((o)->field) ? (o)->field : 0)
 
+/* Whether the array literal list (made by list_literal()) holds item. */
+static int literal_has(const char *list, const char *item)
+{
+    cairn__buf b;
+    cairn__buf_init(&b);
+    cairn__buf_array_elem(&b, item);
+    int found = 0;
+    if (!b.oom) {
+        size_t n = strlen(b.data);
+        for (const char *p = strstr(list, b.data); p && !found; p = strstr(p + 1, b.data))
+            found = (p[-1] == '{' || p[-1] == ',') && (p[n] == ',' || p[n] == '}');
+    }
+    cairn__buf_free(&b);
+    return found;
+}
+
+/*
+ * Whether this handle's dispatcher may claim a workflow of this name that
+ * it enqueues in this queue: the name is registered, the workers run, the
+ * queue is served and the version this handle records is one it runs.
+ * (Queue limits may still hold it back.)
+ */
+static int serves(cairn *h, const char *workflow, const char *queue)
+{
+    if (!h->started || h->stopped || atomic_load(&h->stopping) || atomic_load(&h->taken) ||
+        !cairn__registry_find(&h->workflows, workflow))
+        return 0;
+    if (h->accept && h->app_version && !literal_has(h->accept, h->app_version))
+        return 0;
+    return !h->queues || literal_has(h->queues, queue);
+}
+
 /*
  * cairn_start() with a queue: through group commit, or with a dedup key
  * through cairn.enqueue() on a pool connection. The ID is chosen here, so a retry after a lost connection
@@ -466,7 +498,7 @@ static int existing(cairn *h, const char *id, const char *workflow)
  * the dedup key is taken, else id.
  */
 static int start_queued(cairn *h, const char *workflow, const char *input, const char *id, const char *queue,
-                        const cairn_start_options *opts, char **got)
+                        const cairn_start_options *opts, char **got, int local)
 {
     char err[256];
     const char *dedup = SOPT(opts, dedup_key);
@@ -495,7 +527,29 @@ static int start_queued(cairn *h, const char *workflow, const char *input, const
         it.delay_ms = delay_ms;
         it.partition_key = part;
         it.give_up_at = cairn__now_ms() + h->connect_timeout_ms;
+        /*
+         * An eager start: with a thread free here, the workflow may be
+         * written as already claimed by this executor (see EAGER_OK in
+         * conn.c for when the database agrees) and run at once, as a claim
+         * by this executor would, without the claim's round trip.
+         */
+        cairn__run *r = NULL;
+        if (local && !(h->flags & CAIRN_NO_EAGER) && delay_ms == 0 && atomic_load(&h->busy) < h->workers) {
+            r = cairn__run_reserve(h, id, workflow, cairn__registry_find(&h->workflows, workflow));
+            if (r && !(r->input = cairn__strdup(input))) {
+                cairn__run_cancel(h, r);
+                return cairn__fail(CAIRN_ENOMEM, "out of memory");
+            }
+        }
+        it.eager = r != NULL;
         int rc = cairn__commit(h, &it);
+        if (r && rc == CAIRN_OK && it.applied && it.taken) {
+            r->fresh = 1;
+            r->attempt = 1;
+            cairn__run_submit(h, r);
+        } else if (r) {
+            cairn__run_cancel(h, r);
+        }
         if (rc == CAIRN_OK && !it.applied)
             rc = existing(h, id, workflow); /* the ID was taken: the same workflow, or a conflict */
         if (rc != CAIRN_OK)
@@ -561,7 +615,10 @@ int cairn_start(cairn *h, const char *workflow, const char *input, const cairn_s
             return rc0;
         /* Any executor that knows the name may run it, so neither registration nor workers are needed here. */
         char *got = NULL;
-        rc0 = start_queued(h, workflow, input, id, queue, opts, &got);
+        int local = serves(h, workflow, queue);
+        rc0 = start_queued(h, workflow, input, id, queue, opts, &got, local);
+        if (rc0 == CAIRN_OK && local)
+            cairn__expect_add(h, got); /* its await can then skip the database (cairn_await()) */
         if (rc0 == CAIRN_OK && id_out)
             *id_out = got;
         else

@@ -14,6 +14,9 @@
 /* A local run that ended without a final status (abandoned): read the database. */
 #define CAIRN_EAGAIN_LOCAL 1
 
+/* How long an await waits for this handle to claim a workflow it enqueued before reading the database. */
+#define EXPECT_WAIT_MS 200
+
 static int terminal(cairn_status s)
 {
     return s == CAIRN_STATUS_SUCCESS || s == CAIRN_STATUS_ERROR || s == CAIRN_STATUS_CANCELLED ||
@@ -62,6 +65,29 @@ int cairn_await(cairn *h, const char *id, int timeout_ms, cairn_status *status, 
         return cairn__fail(CAIRN_EINVAL, "%s", err);
     long long deadline = timeout_ms < 0 ? -1 : cairn__now_ms() + timeout_ms;
     long long interval = 5;
+    /*
+     * A workflow this handle enqueued and can run itself is usually claimed
+     * here: its run (kept even if it has ended), or a short wait for the
+     * claim, takes the place of the first database read. If another
+     * process claims it, the loop below finds it after EXPECT_WAIT_MS.
+     */
+    cairn__run *expected = NULL;
+    if (cairn__expect_take(h, id, &expected)) {
+        if (expected) {
+            int rc = await_local(h, expected, deadline, status, result);
+            cairn__run_release(h, expected);
+            if (rc == CAIRN_ETIMEDOUT)
+                return cairn__fail(rc, "workflow %s is still running after %d ms", id, timeout_ms);
+            if (rc != CAIRN_EAGAIN_LOCAL)
+                return rc == CAIRN_ENOMEM ? cairn__fail(rc, "out of memory") : rc;
+        } else {
+            long long wait = EXPECT_WAIT_MS;
+            if (deadline >= 0 && deadline - cairn__now_ms() < wait)
+                wait = deadline - cairn__now_ms();
+            if (wait > 0 && cairn__wait_reserve(h, id, wait))
+                return cairn__fail(CAIRN_ESHUTDOWN, "the handle is closing");
+        }
+    }
     for (;;) {
         cairn__run *r = cairn__run_find(h, id);
         if (r) {

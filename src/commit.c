@@ -64,14 +64,16 @@ void cairn__commit_free(cairn *h)
 }
 
 /* The arrays of one statement kind, built as Postgres array literals. */
+#define MAX_ARRAY_COLS 8 /* the most array columns of any kind (ENQUEUE) */
+
 typedef struct batch_arrays {
-    cairn__buf a[7];
+    cairn__buf a[MAX_ARRAY_COLS];
     int n;
 } batch_arrays;
 
 static void arrays_init(batch_arrays *b, int k)
 {
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < MAX_ARRAY_COLS; i++) {
         cairn__buf_init(&b->a[i]);
         if (i < k)
             cairn__buf_puts(&b->a[i], "{");
@@ -87,7 +89,7 @@ static void arrays_close(batch_arrays *b, int k)
 
 static void arrays_free(batch_arrays *b)
 {
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < MAX_ARRAY_COLS; i++)
         cairn__buf_free(&b->a[i]);
 }
 
@@ -100,7 +102,7 @@ static int arrays_oom(const batch_arrays *b, int k)
 }
 
 /* Marks the item of this kind whose key matches a returned row as applied. */
-static void mark_applied(cairn__item **items, int n, int *cursor, int kind, const char *id, int step)
+static cairn__item *mark_applied(cairn__item **items, int n, int *cursor, int kind, const char *id, int step)
 {
     for (int k = 0; k < n; k++) {
         int i = (*cursor + k) % n;
@@ -108,9 +110,10 @@ static void mark_applied(cairn__item **items, int n, int *cursor, int kind, cons
             (step < 0 || items[i]->step == step)) {
             items[i]->applied = 1;
             *cursor = i + 1;
-            return;
+            return items[i];
         }
     }
+    return NULL;
 }
 
 static void set_item_error(cairn__item *it, int rc, const PGresult *r, PGconn *pg, const char *what)
@@ -128,7 +131,7 @@ static void set_item_error(cairn__item *it, int rc, const PGresult *r, PGconn *p
 }
 
 /* The parameters of an item as its kind's statements number them (see nparams in write_batch). */
-static void item_params(const cairn *h, const cairn__item *it, const char *v[8], char stepno[16], char num[2][16])
+static void item_params(const cairn *h, const cairn__item *it, const char *v[10], char stepno[16], char num[2][16])
 {
     switch (it->kind) {
     case CAIRN__SUSPEND_ITEM:
@@ -142,7 +145,7 @@ static void item_params(const cairn *h, const cairn__item *it, const char *v[8],
         snprintf(num[0], 16, "%d", it->priority);
         snprintf(num[1], 16, "%d", it->delay_ms);
         v[0] = it->id, v[1] = it->name, v[2] = it->queue, v[3] = it->input, v[4] = num[0], v[5] = num[1];
-        v[6] = it->partition_key, v[7] = h->app_version;
+        v[6] = it->partition_key, v[7] = it->eager ? "t" : "f", v[8] = h->app_version, v[9] = h->executor_id;
         break;
     case CAIRN__START_ITEM:
         v[0] = it->id, v[1] = it->name, v[2] = it->queue, v[3] = it->input, v[4] = h->executor_id;
@@ -176,19 +179,20 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
                                            CAIRN__Q_SUSPEND1};
     static const int batch_stmt[KINDS] = {CAIRN__Q_START, CAIRN__Q_STEP, CAIRN__Q_FINISH, CAIRN__Q_ENQUEUE_BATCH,
                                           CAIRN__Q_SUSPEND};
-    static const int array_cols[KINDS] = {4, 5, 4, 7, 6};
-    static const int nparams[KINDS] = {6, 5, 5, 8, 7};
+    static const int array_cols[KINDS] = {4, 5, 4, MAX_ARRAY_COLS, 6};
+    static const int nparams[KINDS] = {6, 5, 5, 10, 7};
     batch_arrays arr[KINDS];
     int count[KINDS] = {0};
     const cairn__item *lone[KINDS] = {NULL};
     for (int i = 0; i < n; i++) {
         items[i]->applied = 0;
+        items[i]->taken = 0;
         count[items[i]->kind]++;
         lone[items[i]->kind] = items[i];
     }
     for (int k = 0; k < KINDS; k++)
         arrays_init(&arr[k], count[k] > 1 ? array_cols[k] : 0);
-    const char *v[8];
+    const char *v[10];
     char stepno[16], num[2][16];
     for (int i = 0; i < n; i++) {
         int k = items[i]->kind;
@@ -231,7 +235,7 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
             if (k == CAIRN__START_ITEM)
                 v[5] = h->app_version;
             if (k == CAIRN__ENQUEUE_ITEM)
-                v[7] = h->app_version;
+                v[8] = h->app_version, v[9] = h->executor_id;
             if (k == CAIRN__SUSPEND_ITEM)
                 v[6] = h->executor_id;
         }
@@ -261,7 +265,9 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
                     const char *id = PQgetvalue(r, row, 0);
                     int step = s == CAIRN__STEP_ITEM ? atoi(PQgetvalue(r, row, 1)) : -1;
                     /* START and ENQUEUE de-duplicate IDs inside a batch: the first item with an ID wins. */
-                    mark_applied(items, n, &cursor, s, id, step);
+                    cairn__item *it = mark_applied(items, n, &cursor, s, id, step);
+                    if (it && s == CAIRN__ENQUEUE_ITEM)
+                        it->taken = PQgetvalue(r, row, 2)[0] == 't';
                 }
             } else if (first && rc == CAIRN_OK && st != PGRES_PIPELINE_ABORTED) {
                 rc = cairn__conn_lost(pg, r) ? CAIRN_ECONN : CAIRN_EDB;

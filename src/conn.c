@@ -31,6 +31,23 @@ typedef struct stmt {
     " wk AS (" \
     "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM pk) AND (SELECT armed FROM cairn.wakeup))"
 
+/*
+ * Whether a queued start may be taken by the executor that makes it ($10)
+ * at once, as PENDING, instead of waiting for a claim: it asked to (it can
+ * run the workflow and has a thread free), nothing delays it, the queue
+ * has no limits (whose accounting only a claim does), nothing runnable
+ * waits in the queue ahead of it, and the executor is live. The result is
+ * the one a claim by this executor would give, a round trip sooner.
+ */
+#define EAGER_OK(queue, delay) \
+    "(" delay " <= 0" \
+    " AND NOT EXISTS (SELECT 1 FROM cairn.queues c WHERE c.name = " queue \
+    "                  AND (c.concurrency IS NOT NULL OR c.worker_concurrency IS NOT NULL" \
+    "                       OR c.rate_limit IS NOT NULL OR c.partition_concurrency IS NOT NULL))" \
+    " AND NOT EXISTS (SELECT 1 FROM cairn.workflow_status x" \
+    "                  WHERE x.status = 'ENQUEUED' AND x.queue = " queue " AND x.available_at <= now())" \
+    " AND EXISTS (SELECT 1 FROM cairn.executors x WHERE x.id = $10 AND x.state = 'LIVE'))"
+
 static const stmt statements[CAIRN__Q_COUNT] = {
     [CAIRN__Q_START] = {"cairn_start",
         "WITH v AS ("
@@ -209,33 +226,44 @@ static const stmt statements[CAIRN__Q_COUNT] = {
      * wake-up (cairn.wake() only while an idle dispatcher has the flag up).
      */
     [CAIRN__Q_ENQUEUE1] = {"cairn_enqueue1",
-        "WITH ins AS ("
-        "  INSERT INTO cairn.workflow_status (id, name, status, queue, priority, available_at, partition_key, app_version)"
-        "  VALUES ($1, $2, 'ENQUEUED', $3, $5::int, now() + $6::int * interval '1 millisecond', $7, $8)"
+        "WITH e AS (SELECT $8::bool AND " EAGER_OK("$3", "$6::int") " AS eager),"
+        " ins AS ("
+        "  INSERT INTO cairn.workflow_status (id, name, status, queue, priority, available_at, partition_key, app_version,"
+        "                                    executor_id, attempts, started_at)"
+        "  SELECT $1, $2, CASE WHEN e.eager THEN 'PENDING' ELSE 'ENQUEUED' END, $3, $5::int,"
+        "         now() + $6::int * interval '1 millisecond', $7, $9,"
+        "         CASE WHEN e.eager THEN $10 END, CASE WHEN e.eager THEN 1 ELSE 0 END, CASE WHEN e.eager THEN now() END"
+        "    FROM e"
         "  ON CONFLICT (id) DO NOTHING"
-        "  RETURNING id),"
+        "  RETURNING id, status),"
         " pay AS ("
         "  INSERT INTO cairn.workflow_payloads (id, input) SELECT id, $4::json FROM ins),"
         " wk AS ("
-        "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM ins) AND (SELECT armed FROM cairn.wakeup))"
-        "SELECT id, (SELECT count(*) FROM wk) FROM ins"},
+        "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM ins WHERE status = 'ENQUEUED') AND (SELECT armed FROM cairn.wakeup))"
+        "SELECT id, (SELECT count(*) FROM wk), status = 'PENDING' FROM ins"},
     [CAIRN__Q_ENQUEUE_BATCH] = {"cairn_enqueue_batch",
         "WITH v AS ("
-        "  SELECT DISTINCT ON (id) id, name, queue, input, prio, delay, part"
-        "    FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::int[], $6::int[], $7::text[])"
-        "         WITH ORDINALITY AS v(id, name, queue, input, prio, delay, part, ord)"
+        "  SELECT DISTINCT ON (id) id, name, queue, input, prio, delay, part, eager"
+        "    FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::int[], $6::int[], $7::text[], $8::bool[])"
+        "         WITH ORDINALITY AS v(id, name, queue, input, prio, delay, part, eager, ord)"
         "   ORDER BY id, ord),"
+        " e AS ("
+        "  SELECT v.*, v.eager AND " EAGER_OK("v.queue", "v.delay") " AS take FROM v),"
         " ins AS ("
-        "  INSERT INTO cairn.workflow_status (id, name, status, queue, priority, available_at, partition_key, app_version)"
-        "  SELECT id, name, 'ENQUEUED', queue, prio, now() + delay * interval '1 millisecond', part, $8 FROM v"
+        "  INSERT INTO cairn.workflow_status (id, name, status, queue, priority, available_at, partition_key, app_version,"
+        "                                    executor_id, attempts, started_at)"
+        "  SELECT id, name, CASE WHEN take THEN 'PENDING' ELSE 'ENQUEUED' END, queue, prio,"
+        "         now() + delay * interval '1 millisecond', part, $9,"
+        "         CASE WHEN take THEN $10 END, CASE WHEN take THEN 1 ELSE 0 END, CASE WHEN take THEN now() END"
+        "    FROM e"
         "  ON CONFLICT (id) DO NOTHING"
-        "  RETURNING id),"
+        "  RETURNING id, status),"
         " pay AS ("
         "  INSERT INTO cairn.workflow_payloads (id, input)"
         "  SELECT v.id, v.input FROM v JOIN ins ON ins.id = v.id),"
         " wk AS ("
-        "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM ins) AND (SELECT armed FROM cairn.wakeup))"
-        "SELECT id, (SELECT count(*) FROM wk) FROM ins"},
+        "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM ins WHERE status = 'ENQUEUED') AND (SELECT armed FROM cairn.wakeup))"
+        "SELECT id, (SELECT count(*) FROM wk), status = 'PENDING' FROM ins"},
     [CAIRN__Q_QUEUE_SET] = {"cairn_queue_set",
         "SELECT cairn.set_queue($1, $2::int, $3::int, $4::int, $5::int * interval '1 millisecond', $6::int)"},
     /*

@@ -114,8 +114,67 @@ cairn__run *cairn__run_reserve(cairn *h, const char *id, const char *name, const
             pthread_cond_signal(&w->cond);
         }
     }
+    size_t hash = hash_id(id);
+    for (int i = 0; i < CAIRN__EXPECT_MAX; i++) {
+        struct cairn__expect *e = &h->expect[i];
+        if (e->id && e->hash == hash && !e->run && strcmp(e->id, id) == 0) {
+            e->run = r;
+            r->refs++;
+        }
+    }
     pthread_mutex_unlock(&h->run_lock);
     return r;
+}
+
+/* Empties slot e; called with run_lock held. Returns a run whose last reference went with it, to free. */
+static cairn__run *expect_clear(struct cairn__expect *e)
+{
+    cairn__run *dead = NULL;
+    if (e->run && --e->run->refs == 0)
+        dead = e->run;
+    free(e->id);
+    e->id = NULL;
+    e->run = NULL;
+    return dead;
+}
+
+void cairn__expect_add(cairn *h, const char *id)
+{
+    char *copy = cairn__strdup(id);
+    if (!copy)
+        return; /* the await reads the database instead */
+    pthread_mutex_lock(&h->run_lock);
+    struct cairn__expect *e = &h->expect[h->expect_next];
+    h->expect_next = (h->expect_next + 1) % CAIRN__EXPECT_MAX;
+    cairn__run *dead = expect_clear(e);
+    e->id = copy;
+    e->hash = hash_id(id);
+    /* Claimed already (the dispatcher can be quicker than this call's return). */
+    e->run = active_get(h, id);
+    if (e->run)
+        e->run->refs++;
+    pthread_mutex_unlock(&h->run_lock);
+    if (dead)
+        run_free(dead);
+}
+
+int cairn__expect_take(cairn *h, const char *id, cairn__run **run)
+{
+    *run = NULL;
+    size_t hash = hash_id(id);
+    int found = 0;
+    pthread_mutex_lock(&h->run_lock);
+    for (int i = 0; i < CAIRN__EXPECT_MAX && !found; i++) {
+        struct cairn__expect *e = &h->expect[i];
+        if (e->id && e->hash == hash && strcmp(e->id, id) == 0) {
+            found = 1;
+            *run = e->run; /* the entry's reference passes to the caller */
+            e->run = NULL;
+            expect_clear(e);
+        }
+    }
+    pthread_mutex_unlock(&h->run_lock);
+    return found;
 }
 
 int cairn__wait_reserve(cairn *h, const char *id, long long ms)
@@ -320,6 +379,11 @@ void cairn__executor_shutdown(cairn *h)
 
 void cairn__executor_free(cairn *h)
 {
+    for (int i = 0; i < CAIRN__EXPECT_MAX; i++) {
+        cairn__run *dead = expect_clear(&h->expect[i]);
+        if (dead)
+            run_free(dead);
+    }
     free(h->threads);
     h->threads = NULL;
     free(h->active);

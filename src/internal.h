@@ -190,6 +190,7 @@ typedef struct cairn__item {
     int priority;       /* ENQUEUE */
     int delay_ms;       /* ENQUEUE */
     const char *partition_key; /* ENQUEUE */
+    int eager;          /* ENQUEUE: this executor may take it at once (see cairn_start()) */
     int step;           /* STEP; SUSPEND (0: no checkpoint) */
     long long wake_ms;  /* SUSPEND: epoch ms on the database clock, or -1 for a wait without a deadline */
     const char *waiting; /* SUSPEND: what the workflow waits for */
@@ -201,6 +202,7 @@ typedef struct cairn__item {
     int done;           /* guarded by mu */
     int rc;
     int applied;        /* the row was written (not already there) */
+    int taken;          /* ENQUEUE: written as PENDING, owned by this executor (an eager start) */
     char errmsg[256];
     char sqlstate[6];
     struct cairn__item *next;
@@ -326,6 +328,22 @@ void cairn__run_cancel(cairn *h, cairn__run *r);
  * workflow can switch to the in-memory hand-off. Returns non-zero on shutdown.
  */
 int cairn__wait_reserve(cairn *h, const char *id, long long ms);
+
+/*
+ * Expected claims: workflows this handle enqueued and can run itself. When
+ * the dispatcher claims one, its run is kept here (one reference) so that
+ * an await that comes later, even after the run ended, takes the result
+ * from memory instead of reading the database. The table holds the last
+ * CAIRN__EXPECT_MAX such workflows; the oldest entry goes first.
+ */
+#define CAIRN__EXPECT_MAX 256
+void cairn__expect_add(cairn *h, const char *id);
+/*
+ * Takes id's entry out of the table. Returns 1 if there was one, else 0;
+ * *run receives the claimed run (a reference the caller releases with
+ * cairn__run_release()) or NULL if it was not claimed yet.
+ */
+int cairn__expect_take(cairn *h, const char *id, cairn__run **run);
 /* Sleep up to ms, waking early when the handle shuts down; returns non-zero on shutdown. */
 int cairn__sleep(cairn *h, long long ms);
 
@@ -511,6 +529,12 @@ struct cairn {
     cairn__run *queue_head, *queue_tail;
     cairn__run **active;         /* hash of runs by ID */
     cairn__waiter *waiters;      /* awaits of workflows not active here */
+    struct cairn__expect {
+        char *id;                /* NULL: a free slot */
+        size_t hash;
+        cairn__run *run;         /* the claimed run (a reference), or NULL before the claim */
+    } expect[CAIRN__EXPECT_MAX]; /* see cairn__expect_add(); guarded by run_lock */
+    int expect_next;             /* the slot the next entry takes */
     size_t active_cap, active_count;
     pthread_t *threads;
     int nthreads;

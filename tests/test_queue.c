@@ -330,6 +330,7 @@ typedef struct handle_cfg {
     const char *app_version;
     const char *const *accept;  /* NULL: any version */
     int start;                  /* call cairn_start_workers() */
+    unsigned flags;             /* cairn_options.flags */
 } handle_cfg;
 
 /* Opens a handle in this process that runs "tnap", "tnoop" and "snoop". */
@@ -345,6 +346,7 @@ static cairn *open_handle(const handle_cfg *c)
     o.queues = c->queues;
     o.app_version = c->app_version;
     o.accept_versions = c->accept;
+    o.flags = c->flags;
     cairn *h = NULL;
     if (cairn_open(&h, &o) != CAIRN_OK) {
         char msg[512];
@@ -1289,6 +1291,90 @@ static void test_queued_starts_from_threads(void **state)
                      QTHREADS * QPER);
 }
 
+/* ---- 13. eager starts: only when a claim here would have taken it at once --- */
+
+/* How the workflow's row was first written (the test's trigger logs every insert). */
+static const char *inserted_as(const char *id, char *buf, size_t len)
+{
+    const char *vals[1] = {id};
+    return q_text("SELECT status || ':' || coalesce(executor, '-') FROM ins_log WHERE id = $1", 1, vals, buf, len);
+}
+
+/* Starts tnap(input) in queue q on h with the given ID and delay; returns how its row was first written. */
+static const char *eager_start(cairn *h, const char *q, const char *id, const char *input, int delay_ms, char *buf,
+                               size_t len)
+{
+    cairn_start_options so = {.size = sizeof so, .queue = q, .id = id, .delay_ms = delay_ms};
+    T_OK(h, cairn_start(h, "tnap", input, &so, NULL));
+    return inserted_as(id, buf, len);
+}
+
+static void expect_output(cairn *h, const char *id, const char *want)
+{
+    cairn_status st = CAIRN_STATUS_UNKNOWN;
+    char *out = NULL;
+    T_OK(h, cairn_await(h, id, EVENTUALLY_MS, &st, &out));
+    if (st != CAIRN_STATUS_SUCCESS || !out || strcmp(out, want) != 0)
+        fail_msg("%s ended %s with %s, expected SUCCESS with %s", id, cairn_status_name(st), out ? out : "(none)",
+                 want);
+    cairn_free(out);
+}
+
+static void test_eager_start(void **state)
+{
+    (void)state;
+    PQclear(query("CREATE TABLE ins_log (id text PRIMARY KEY, status text, executor text)", 0, NULL));
+    PQclear(query("CREATE FUNCTION log_ins() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                  "  INSERT INTO public.ins_log VALUES (NEW.id, NEW.status, NEW.executor_id); RETURN NULL; END $$",
+                  0, NULL));
+    PQclear(query("CREATE TRIGGER log_ins AFTER INSERT ON cairn.workflow_status FOR EACH ROW EXECUTE FUNCTION log_ins()",
+                  0, NULL));
+    char b[128];
+    cairn *h = open_handle(&(handle_cfg){.executor = "eager", .workers = 1, .poll_ms = 100, .start = 1});
+
+    /* An idle queue without limits, a thread free: written as claimed by this executor, run at once. */
+    assert_string_equal(eager_start(h, "eager_q", "eager-1", "\"a\"", 0, b, sizeof b), "PENDING:eager");
+    expect_output(h, "eager-1", "\"a\"");
+    assert_int_equal(q_long1("SELECT attempts FROM cairn.workflow_status WHERE id = $1", "eager-1"), 1);
+
+    /* Its one thread busy (a 400 ms step): the next start waits in the queue for a claim. */
+    assert_string_equal(eager_start(h, "eager_q", "eager-busy1", "400", 0, b, sizeof b), "PENDING:eager");
+    assert_string_equal(eager_start(h, "eager_q", "eager-busy2", "1", 0, b, sizeof b), "ENQUEUED:-");
+    expect_output(h, "eager-busy1", "400");
+    expect_output(h, "eager-busy2", "1");
+
+    /* A delay, and a queue with a limit (only a claim counts toward it): through the queue. */
+    assert_string_equal(eager_start(h, "eager_q", "eager-delay", "2", 50, b, sizeof b), "ENQUEUED:-");
+    set_queue_sql("eager_lim", 5, 0, 0, 0, 0);
+    assert_string_equal(eager_start(h, "eager_lim", "eager-lim", "3", 0, b, sizeof b), "ENQUEUED:-");
+    expect_output(h, "eager-delay", "2");
+    expect_output(h, "eager-lim", "3");
+
+    /* Runnable work already waiting in the queue goes first: no eager start past it (the thread is free). */
+    assert_string_equal(eager_start(h, "eager_bl", "eager-first", "4", 0, b, sizeof b), "PENDING:eager");
+    expect_output(h, "eager-first", "4");
+    PQclear(query("SELECT cairn.enqueue('nobody_runs', '1', queue => 'eager_bl', id => 'eager-backlog')", 0, NULL));
+    assert_string_equal(eager_start(h, "eager_bl", "eager-behind", "5", 0, b, sizeof b), "ENQUEUED:-");
+    expect_output(h, "eager-behind", "5");
+    cairn_close(h);
+
+    /* CAIRN_NO_EAGER, and a handle that does not serve the queue: through the queue. */
+    h = open_handle(&(handle_cfg){.executor = "eager-off", .workers = 2, .poll_ms = 100, .start = 1,
+                                  .flags = CAIRN_NO_EAGER});
+    assert_string_equal(eager_start(h, "eager_q", "eager-off", "5", 0, b, sizeof b), "ENQUEUED:-");
+    expect_output(h, "eager-off", "5");
+    cairn_close(h);
+    const char *other[] = {"eager_other", NULL};
+    h = open_handle(&(handle_cfg){.executor = "eager-ns", .workers = 2, .poll_ms = 100, .start = 1, .queues = other});
+    assert_string_equal(eager_start(h, "eager_ns", "eager-ns", "6", 0, b, sizeof b), "ENQUEUED:-");
+    cairn_close(h);
+    PQclear(query("DELETE FROM cairn.workflow_payloads WHERE id IN ('eager-ns', 'eager-backlog')", 0, NULL));
+    PQclear(query("DELETE FROM cairn.workflow_status WHERE id IN ('eager-ns', 'eager-backlog')", 0, NULL));
+    PQclear(query("DROP TRIGGER log_ins ON cairn.workflow_status", 0, NULL));
+    PQclear(query("DROP FUNCTION log_ins()", 0, NULL));
+    PQclear(query("DROP TABLE ins_log", 0, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1305,6 +1391,7 @@ int main(void)
         cmocka_unit_test(test_bad_input_and_json),
         cmocka_unit_test(test_queued_start),
         cmocka_unit_test(test_queued_starts_from_threads),
+        cmocka_unit_test(test_eager_start),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
