@@ -542,6 +542,13 @@ static int start_queued(cairn *h, const char *workflow, const char *input, const
             }
         }
         it.eager = r != NULL;
+        /*
+         * Expected before it can be claimed (or, eager, while its run is
+         * surely active), so that no claim and end of the run can come
+         * between the commit and the entry and leave the await waiting.
+         */
+        if (local)
+            cairn__expect_add(h, id);
         int rc = cairn__commit(h, &it);
         if (r && rc == CAIRN_OK && it.applied && it.taken) {
             r->fresh = 1;
@@ -552,8 +559,12 @@ static int start_queued(cairn *h, const char *workflow, const char *input, const
         }
         if (rc == CAIRN_OK && !it.applied)
             rc = existing(h, id, workflow); /* the ID was taken: the same workflow, or a conflict */
-        if (rc != CAIRN_OK)
+        if (rc != CAIRN_OK) {
+            cairn__run *kept = NULL;
+            if (local && cairn__expect_take(h, id, &kept) && kept)
+                cairn__run_release(h, kept);
             return rc;
+        }
         *got = cairn__strdup(id);
         return *got ? CAIRN_OK : cairn__fail(CAIRN_ENOMEM, "out of memory");
     }
@@ -570,6 +581,8 @@ static int start_queued(cairn *h, const char *workflow, const char *input, const
         return rc;
     *got = cairn__strdup(PQgetvalue(res, 0, 0));
     PQclear(res);
+    if (local && *got)
+        cairn__expect_add(h, *got); /* a claim before this is caught too: the entry looks for an active run */
     return *got ? CAIRN_OK : cairn__fail(CAIRN_ENOMEM, "out of memory");
 }
 
@@ -617,8 +630,6 @@ int cairn_start(cairn *h, const char *workflow, const char *input, const cairn_s
         char *got = NULL;
         int local = serves(h, workflow, queue);
         rc0 = start_queued(h, workflow, input, id, queue, opts, &got, local);
-        if (rc0 == CAIRN_OK && local)
-            cairn__expect_add(h, got); /* its await can then skip the database (cairn_await()) */
         if (rc0 == CAIRN_OK && id_out)
             *id_out = got;
         else

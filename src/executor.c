@@ -115,12 +115,10 @@ cairn__run *cairn__run_reserve(cairn *h, const char *id, const char *name, const
         }
     }
     size_t hash = hash_id(id);
-    for (int i = 0; i < CAIRN__EXPECT_MAX; i++) {
-        struct cairn__expect *e = &h->expect[i];
-        if (e->id && e->hash == hash && !e->run && strcmp(e->id, id) == 0) {
-            e->run = r;
-            r->refs++;
-        }
+    struct cairn__expect *e = &h->expect[hash % CAIRN__EXPECT_MAX];
+    if (e->id && e->hash == hash && !e->run && strcmp(e->id, id) == 0) {
+        e->run = r;
+        r->refs++;
     }
     pthread_mutex_unlock(&h->run_lock);
     return r;
@@ -143,12 +141,13 @@ void cairn__expect_add(cairn *h, const char *id)
     char *copy = cairn__strdup(id);
     if (!copy)
         return; /* the await reads the database instead */
+    size_t hash = hash_id(id);
     pthread_mutex_lock(&h->run_lock);
-    struct cairn__expect *e = &h->expect[h->expect_next];
-    h->expect_next = (h->expect_next + 1) % CAIRN__EXPECT_MAX;
+    /* One slot per hash: an entry whose slot another takes loses only its shortcut. */
+    struct cairn__expect *e = &h->expect[hash % CAIRN__EXPECT_MAX];
     cairn__run *dead = expect_clear(e);
     e->id = copy;
-    e->hash = hash_id(id);
+    e->hash = hash;
     /* Claimed already (the dispatcher can be quicker than this call's return). */
     e->run = active_get(h, id);
     if (e->run)
@@ -164,14 +163,12 @@ int cairn__expect_take(cairn *h, const char *id, cairn__run **run)
     size_t hash = hash_id(id);
     int found = 0;
     pthread_mutex_lock(&h->run_lock);
-    for (int i = 0; i < CAIRN__EXPECT_MAX && !found; i++) {
-        struct cairn__expect *e = &h->expect[i];
-        if (e->id && e->hash == hash && strcmp(e->id, id) == 0) {
-            found = 1;
-            *run = e->run; /* the entry's reference passes to the caller */
-            e->run = NULL;
-            expect_clear(e);
-        }
+    struct cairn__expect *e = &h->expect[hash % CAIRN__EXPECT_MAX];
+    if (e->id && e->hash == hash && strcmp(e->id, id) == 0) {
+        found = 1;
+        *run = e->run; /* the entry's reference passes to the caller */
+        e->run = NULL;
+        expect_clear(e);
     }
     pthread_mutex_unlock(&h->run_lock);
     return found;

@@ -333,10 +333,11 @@ int cairn__wait_reserve(cairn *h, const char *id, long long ms);
  * Expected claims: workflows this handle enqueued and can run itself. When
  * the dispatcher claims one, its run is kept here (one reference) so that
  * an await that comes later, even after the run ended, takes the result
- * from memory instead of reading the database. The table holds the last
- * CAIRN__EXPECT_MAX such workflows; the oldest entry goes first.
+ * from memory instead of reading the database. The table has one slot per
+ * hash of the ID (of CAIRN__EXPECT_MAX): a newer entry replaces an older
+ * one in its slot, whose await then reads the database as for any other.
  */
-#define CAIRN__EXPECT_MAX 256
+#define CAIRN__EXPECT_MAX 512
 void cairn__expect_add(cairn *h, const char *id);
 /*
  * Takes id's entry out of the table. Returns 1 if there was one, else 0;
@@ -534,7 +535,6 @@ struct cairn {
         size_t hash;
         cairn__run *run;         /* the claimed run (a reference), or NULL before the claim */
     } expect[CAIRN__EXPECT_MAX]; /* see cairn__expect_add(); guarded by run_lock */
-    int expect_next;             /* the slot the next entry takes */
     size_t active_cap, active_count;
     pthread_t *threads;
     int nthreads;
