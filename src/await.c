@@ -23,8 +23,13 @@ static int terminal(cairn_status s)
            s == CAIRN_STATUS_DEAD_LETTER;
 }
 
-/* Waits on a local run until it is done or the deadline passes. */
-static int await_local(cairn *h, cairn__run *r, long long deadline, cairn_status *status, char **result)
+/*
+ * Waits on a local run until it is done or the deadline passes, then lets
+ * go of it. CAIRN_EAGAIN_LOCAL: the run ended without a result here (it
+ * was abandoned, or finished elsewhere), so the database has the answer.
+ */
+static int await_run(cairn *h, cairn__run *r, const char *id, int timeout_ms, long long deadline,
+                     cairn_status *status, char **result)
 {
     struct timespec ts;
     if (deadline >= 0)
@@ -50,7 +55,10 @@ static int await_local(cairn *h, cairn__run *r, long long deadline, cairn_status
         rc = CAIRN_EAGAIN_LOCAL; /* abandoned or finished elsewhere: ask the database */
     }
     pthread_mutex_unlock(&h->run_lock);
-    return rc;
+    cairn__run_release(h, r);
+    if (rc == CAIRN_ETIMEDOUT)
+        return cairn__fail(rc, "workflow %s is still running after %d ms", id, timeout_ms);
+    return rc == CAIRN_ENOMEM ? cairn__fail(rc, "out of memory") : rc;
 }
 
 int cairn_await(cairn *h, const char *id, int timeout_ms, cairn_status *status, char **result)
@@ -74,12 +82,9 @@ int cairn_await(cairn *h, const char *id, int timeout_ms, cairn_status *status, 
     cairn__run *expected = NULL;
     if (cairn__expect_take(h, id, &expected)) {
         if (expected) {
-            int rc = await_local(h, expected, deadline, status, result);
-            cairn__run_release(h, expected);
-            if (rc == CAIRN_ETIMEDOUT)
-                return cairn__fail(rc, "workflow %s is still running after %d ms", id, timeout_ms);
+            int rc = await_run(h, expected, id, timeout_ms, deadline, status, result);
             if (rc != CAIRN_EAGAIN_LOCAL)
-                return rc == CAIRN_ENOMEM ? cairn__fail(rc, "out of memory") : rc;
+                return rc;
         } else {
             long long wait = EXPECT_WAIT_MS;
             if (deadline >= 0 && deadline - cairn__now_ms() < wait)
@@ -91,12 +96,9 @@ int cairn_await(cairn *h, const char *id, int timeout_ms, cairn_status *status, 
     for (;;) {
         cairn__run *r = cairn__run_find(h, id);
         if (r) {
-            int rc = await_local(h, r, deadline, status, result);
-            cairn__run_release(h, r);
-            if (rc == CAIRN_ETIMEDOUT)
-                return cairn__fail(rc, "workflow %s is still running after %d ms", id, timeout_ms);
+            int rc = await_run(h, r, id, timeout_ms, deadline, status, result);
             if (rc != CAIRN_EAGAIN_LOCAL)
-                return rc == CAIRN_ENOMEM ? cairn__fail(rc, "out of memory") : rc;
+                return rc;
         }
         const char *vals[1] = {id};
         PGresult *res = NULL;
