@@ -451,8 +451,7 @@ static void cleanup(monitor *m, const char *executor)
     static const char sql[] =
         "WITH w AS (SELECT id FROM cairn.workflow_status WHERE executor_id = $1 AND name = '" WORKFLOW_NAME "'"
         "   LIMIT 20000),"
-        " s AS (DELETE FROM cairn.steps WHERE workflow_id IN (SELECT id FROM w)),"
-        " p AS (DELETE FROM cairn.workflow_payloads WHERE id IN (SELECT id FROM w))"
+        " s AS (DELETE FROM cairn.steps WHERE workflow_id IN (SELECT id FROM w))"
         " DELETE FROM cairn.workflow_status WHERE id IN (SELECT id FROM w)";
     for (;;) {
         PGresult *r = mon_query(m, sql, 1, p, 0);

@@ -311,8 +311,7 @@ static long long delete_noop(monitor *m)
 {
     static const char sql[] =
         "WITH w AS (SELECT id FROM cairn.workflow_status WHERE name = '" NOOP_WORKFLOW "' LIMIT 20000),"
-        " s AS (DELETE FROM cairn.steps WHERE workflow_id IN (SELECT id FROM w)),"
-        " p AS (DELETE FROM cairn.workflow_payloads WHERE id IN (SELECT id FROM w))"
+        " s AS (DELETE FROM cairn.steps WHERE workflow_id IN (SELECT id FROM w))"
         " DELETE FROM cairn.workflow_status WHERE id IN (SELECT id FROM w)";
     long long total = 0;
     for (;;) {
@@ -341,7 +340,6 @@ static void reset(monitor *m)
 {
     if (delete_noop(m) > 0) {
         mon_exec(m, "VACUUM cairn.workflow_status");
-        mon_exec(m, "VACUUM cairn.workflow_payloads");
     }
     mon_exec(m, "DROP TABLE IF EXISTS cairn_bench.app");
     mon_exec(m, "CREATE TABLE cairn_bench.app(id bigserial PRIMARY KEY, v int)");

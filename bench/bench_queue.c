@@ -483,8 +483,7 @@ static long long delete_workflows(monitor *m, int with_history)
     static const char sql[] =
         "WITH w AS (SELECT id FROM cairn.workflow_status"
         "            WHERE name IN (" BENCH_NAMES ") OR ($1::bool AND name = '" HISTORY_WORKFLOW "') LIMIT 20000),"
-        " s AS (DELETE FROM cairn.steps WHERE workflow_id IN (SELECT id FROM w)),"
-        " p AS (DELETE FROM cairn.workflow_payloads WHERE id IN (SELECT id FROM w))"
+        " s AS (DELETE FROM cairn.steps WHERE workflow_id IN (SELECT id FROM w))"
         " DELETE FROM cairn.workflow_status WHERE id IN (SELECT id FROM w)";
     const char *p[1] = {with_history ? "true" : "false"};
     long long total = 0;
@@ -518,7 +517,6 @@ static void reset(monitor *m)
 {
     delete_workflows(m, 0);
     mon_exec(m, "VACUUM ANALYZE cairn.workflow_status");
-    mon_exec(m, "VACUUM ANALYZE cairn.workflow_payloads");
     mon_exec(m, "VACUUM ANALYZE cairn.steps");
     mon_exec(m, "UPDATE cairn.wakeup SET armed = false WHERE armed");
     checkpoint(m);
@@ -538,11 +536,9 @@ static void seed_history(monitor *m, int n)
     const char *p[1] = {v};
     long long got = mon_value(m,
                               "WITH w AS ("
-                              "  INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts)"
+                              "  INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts, input, output)"
                               "  SELECT gen_random_uuid()::text, '" HISTORY_WORKFLOW "', 'SUCCESS', '" BENCH_QUEUE "',"
-                              "         'bench-queue-history', 1 FROM generate_series(1, $1::int) RETURNING id),"
-                              " p AS (INSERT INTO cairn.workflow_payloads (id, input, output)"
-                              "       SELECT id, '{\"n\":1}', 'null' FROM w),"
+                              "         'bench-queue-history', 1, '{\"n\":1}', 'null' FROM generate_series(1, $1::int) RETURNING id),"
                               " s AS (INSERT INTO cairn.steps (workflow_id, step, name, output)"
                               "       SELECT id, k, '" NOOP_STEP "', 'null' FROM w, generate_series(1, 3) k)"
                               "SELECT count(*) FROM w",
@@ -759,7 +755,6 @@ static void run_drain(const config *cfg, monitor *m, const char *tag, int rep, c
         die("enqueued %lld workflows, not %d", got, cfg->drain);
     if (!cfg->stale_stats) {
         mon_exec(m, "ANALYZE cairn.workflow_status");
-        mon_exec(m, "ANALYZE cairn.workflow_payloads");
     }
     checkpoint(m);
 

@@ -527,8 +527,7 @@ static void cleanup(monitor *m, const char *executor)
         "   WHERE name IN ('" TX_WORKFLOW "', '" DRAIN_WORKFLOW "')"
         "     AND (executor_id = $1 OR (executor_id IS NULL AND name = '" DRAIN_WORKFLOW "'))"
         "   LIMIT 20000),"
-        " s AS (DELETE FROM cairn.steps WHERE workflow_id IN (SELECT id FROM w)),"
-        " p AS (DELETE FROM cairn.workflow_payloads WHERE id IN (SELECT id FROM w))"
+        " s AS (DELETE FROM cairn.steps WHERE workflow_id IN (SELECT id FROM w))"
         " DELETE FROM cairn.workflow_status WHERE id IN (SELECT id FROM w)";
     for (;;) {
         PGresult *r = mon_query(m, sql, 1, p, 0);

@@ -132,7 +132,6 @@ static long long q_ll(const char *sql, int n, const char *const *vals)
 static void delete_naps(void)
 {
     PQclear(q("DELETE FROM cairn.steps WHERE workflow_id LIKE 'nap-%'", 0, NULL));
-    PQclear(q("DELETE FROM cairn.workflow_payloads WHERE id LIKE 'nap-%'", 0, NULL));
     PQclear(q("DELETE FROM cairn.workflow_status WHERE id LIKE 'nap-%'", 0, NULL));
 }
 
@@ -324,17 +323,17 @@ int main(int argc, char **argv)
            wakep.threads, wakep.rss_kb / 1024.0, wakep.conns, s.hwm_kb / 1024.0);
 
     PGresult *r = q("SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99, 1.0]) WITHIN GROUP (ORDER BY late)::text"
-                    "  FROM (SELECT extract(epoch FROM s.updated_at) * 1000 - (p.input->>'until')::bigint AS late"
-                    "          FROM cairn.workflow_status s JOIN cairn.workflow_payloads p ON p.id = s.id"
+                    "  FROM (SELECT extract(epoch FROM s.updated_at) * 1000 - (s.input->>'until')::bigint AS late"
+                    "          FROM cairn.workflow_status s"
                     "         WHERE s.id LIKE 'nap-%') x",
                     0, NULL);
     printf("bench_wait: lateness of wake-ups (finish minus sleep-until, database clock) ms at p50, p90, p99, max: "
            "%s\n",
            PQgetvalue(r, 0, 0));
     PQclear(r);
-    long long early = q_ll("SELECT count(*) FROM cairn.workflow_status s JOIN cairn.workflow_payloads p ON p.id = s.id"
+    long long early = q_ll("SELECT count(*) FROM cairn.workflow_status s"
                            " WHERE s.id LIKE 'nap-%' AND extract(epoch FROM s.updated_at) * 1000 <"
-                           " (p.input->>'until')::bigint",
+                           " (s.input->>'until')::bigint",
                            0, NULL);
     printf("bench_wait: finished before their time: %lld; load average %.2f\n", early, load_average());
     cairn_close(h);

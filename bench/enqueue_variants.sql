@@ -1,7 +1,7 @@
 -- Other ways cairn.enqueue could be written, for bench_enqueue --variant.
 -- They live in their own schema, cairn_bench_variants (this file drops and
--- recreates it; drop it when done), write the same rows as cairn.enqueue
--- (schema version 2) and behave the same on the common path: a new
+-- recreates it; drop it when done), write the same row as cairn.enqueue
+-- (schema version 8) and behave the same on the common path: a new
 -- workflow without dedup key. Anything unusual (a taken ID, a dedup key,
 -- a bad argument) is handed to cairn.enqueue itself, so errors keep their
 -- messages. bench/README.md shows how to run them and what they measured.
@@ -16,7 +16,7 @@
 --   flat_noset    flat without the SET clause: every name it uses is
 --                 schema-qualified instead.
 --   lean          flat with the common path in one statement: the UUIDv7,
---                 both rows and the read of the wake-up flag in one
+--                 the row and the read of the wake-up flag in one
 --                 data-modifying query.
 --   lean_plain    lean with a plain INSERT instead of INSERT ... ON CONFLICT
 --                 DO NOTHING on the common path.
@@ -70,14 +70,13 @@ BEGIN
         RAISE EXCEPTION 'cairn: delay is negative' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM cairn.check_payload('workflow input', input);
-    INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at, dedup_key)
-    VALUES (wid, workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'), dedup_key)
+    INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at, dedup_key, input)
+    VALUES (wid, workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'), dedup_key, input)
     ON CONFLICT DO NOTHING
     RETURNING s.id INTO got;
     IF got IS NULL THEN
         RETURN cairn.enqueue(workflow_name, input, queue, id, priority, delay, dedup_key);
     END IF;
-    INSERT INTO cairn.workflow_payloads (id, input) VALUES (wid, input);
     PERFORM cairn.wake();
     RETURN wid;
 END
@@ -116,14 +115,13 @@ BEGIN
                  FROM 1 FOR 6);
     wid := encode(set_byte(b, 6, (get_byte(b, 6) & 15) | 112), 'hex')::uuid::text;
 
-    INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at)
-    VALUES (wid, workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'))
+    INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at, input)
+    VALUES (wid, workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'), input)
     ON CONFLICT DO NOTHING
     RETURNING s.id INTO got;
     IF got IS NULL THEN
         RETURN cairn.enqueue(workflow_name, input, queue, id, priority, delay, dedup_key);
     END IF;
-    INSERT INTO cairn.workflow_payloads (id, input) VALUES (wid, input);
     -- cairn.wake() reads the flag first; only an armed flag needs the call.
     IF (SELECT armed FROM cairn.wakeup) THEN
         PERFORM cairn.wake();
@@ -168,15 +166,14 @@ BEGIN
                (pg_catalog.get_byte(b, 6) OPERATOR(pg_catalog.&) 15) OPERATOR(pg_catalog.|) 112),
                'hex')::pg_catalog.uuid::pg_catalog.text;
 
-    INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at)
+    INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at, input)
     VALUES (wid, workflow_name, 'ENQUEUED', queue, priority,
-            pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE(delay, '0'::pg_catalog.interval))
+            pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE(delay, '0'::pg_catalog.interval), input)
     ON CONFLICT DO NOTHING
     RETURNING s.id INTO got;
     IF got IS NULL THEN
         RETURN cairn.enqueue(workflow_name, input, queue, id, priority, delay, dedup_key);
     END IF;
-    INSERT INTO cairn.workflow_payloads (id, input) VALUES (wid, input);
     IF (SELECT w.armed FROM cairn.wakeup w) THEN
         PERFORM cairn.wake();
     END IF;
@@ -215,12 +212,10 @@ BEGIN
                                PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
                                FROM 1 FOR 6) AS b) r),
     s AS (
-        INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at)
-        SELECT v.wid, workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0') FROM v
+        INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at, input)
+        SELECT v.wid, workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'), input FROM v
         ON CONFLICT DO NOTHING
-        RETURNING s.id),
-    p AS (
-        INSERT INTO cairn.workflow_payloads (id, input) SELECT s.id, input FROM s)
+        RETURNING s.id)
     SELECT s.id, w.armed INTO got, armed FROM s LEFT JOIN cairn.wakeup w ON true;
     IF got IS NULL THEN
         RETURN cairn.enqueue(workflow_name, input, queue, id, priority, delay, dedup_key);
@@ -264,11 +259,9 @@ BEGIN
                                PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
                                FROM 1 FOR 6) AS b) r),
     s AS (
-        INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at)
-        SELECT v.wid, workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0') FROM v
-        RETURNING s.id),
-    p AS (
-        INSERT INTO cairn.workflow_payloads (id, input) SELECT s.id, input FROM s)
+        INSERT INTO cairn.workflow_status AS s (id, name, status, queue, priority, available_at, input)
+        SELECT v.wid, workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'), input FROM v
+        RETURNING s.id)
     SELECT s.id, w.armed INTO got, armed FROM s LEFT JOIN cairn.wakeup w ON true;
     IF got IS NULL THEN
         RETURN cairn.enqueue(workflow_name, input, queue, id, priority, delay, dedup_key);

@@ -83,8 +83,7 @@ variants=(
   --variant "lean=$ins; SELECT cairn_bench_variants.enqueue_lean($in)"
   --variant "lean_plain=$ins; SELECT cairn_bench_variants.enqueue_lean_plain($in)"
   --variant "one_statement=WITH a AS ($ins) SELECT cairn_bench_variants.enqueue_lean_plain($in)"
-  --variant "rows_only=WITH a AS ($ins), s AS (INSERT INTO cairn.workflow_status (id, name, status, queue) VALUES (cairn_bench_variants.uuid7(), 'bench_noop', 'ENQUEUED', 'default') RETURNING id) INSERT INTO cairn.workflow_payloads (id, input) SELECT id, '{\"n\":1}' FROM s"
-  --variant "status_row_only=WITH a AS ($ins) INSERT INTO cairn.workflow_status (id, name, status, queue) VALUES (cairn_bench_variants.uuid7(), 'bench_noop', 'ENQUEUED', 'default')"
+  --variant "row_only=WITH a AS ($ins) INSERT INTO cairn.workflow_status (id, name, status, queue, input) VALUES (cairn_bench_variants.uuid7(), 'bench_noop', 'ENQUEUED', 'default', '{\"n\":1}')"
 )
 
 # Runs one benchmark against $1 with the remaining arguments.

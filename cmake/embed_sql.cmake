@@ -1,5 +1,7 @@
-# Turns the migration files into a C array of {version, name, sql} entries.
-# Each file in SQL_DIR is named NNN_description.sql; NNN is its schema version.
+# Turns the migration files into a C array of {version, name, sql, oldest}
+# entries. Each file in SQL_DIR is named NNN_description.sql; NNN is its
+# schema version. A line "-- oldest library: N" in a file says that libraries
+# knowing a schema older than N cannot run once it is applied (0: any can).
 file(GLOB FILES ${SQL_DIR}/*.sql)
 list(SORT FILES)
 set(body "/* Generated from the files in sql/ by cmake/embed_sql.cmake. Do not edit. */\n#include \"schema.h\"\n\nconst cairn__migration cairn__migrations[] = {\n")
@@ -9,10 +11,14 @@ foreach(f ${FILES})
   string(REGEX MATCH "^[0-9]+" ver ${base})
   math(EXPR ver "${ver}")
   file(READ ${f} sql)
+  set(oldest 0)
+  if(sql MATCHES "\n-- oldest library: ([0-9]+)\n")
+    set(oldest ${CMAKE_MATCH_1})
+  endif()
   string(REPLACE "\\" "\\\\" sql "${sql}")
   string(REPLACE "\"" "\\\"" sql "${sql}")
   string(REPLACE "\n" "\\n\"\n\"" sql "${sql}")
-  string(APPEND body "  {${ver}, \"${base}\",\n\"${sql}\"},\n")
+  string(APPEND body "  {${ver}, \"${base}\",\n\"${sql}\",\n  ${oldest}},\n")
   math(EXPR count "${count} + 1")
 endforeach()
 string(APPEND body "};\nconst int cairn__migration_count = ${count};\n")

@@ -54,16 +54,11 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "  SELECT DISTINCT ON (id) id, name, queue, input"
         "    FROM unnest($1::text[], $2::text[], $3::text[], $4::json[]) WITH ORDINALITY"
         "         AS v(id, name, queue, input, ord)"
-        "   ORDER BY id, ord),"
-        " ins AS ("
-        "  INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts, app_version, started_at)"
-        "  SELECT id, name, 'PENDING', queue, $5, 1, $6, now() FROM v"
-        "  ON CONFLICT (id) DO NOTHING"
-        "  RETURNING id),"
-        " pay AS ("
-        "  INSERT INTO cairn.workflow_payloads (id, input)"
-        "  SELECT v.id, v.input FROM v JOIN ins ON ins.id = v.id)"
-        "SELECT id FROM ins"},
+        "   ORDER BY id, ord)"
+        "INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts, app_version, started_at, input)"
+        " SELECT id, name, 'PENDING', queue, $5, 1, $6, now(), input FROM v"
+        " ON CONFLICT (id) DO NOTHING"
+        " RETURNING id"},
     [CAIRN__Q_STEP] = {"cairn_step",
         "INSERT INTO cairn.steps (workflow_id, step, name, output, error)"
         " SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::json[], $5::json[])"
@@ -74,24 +69,18 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "  SELECT * FROM unnest($1::text[], $2::text[], $3::json[], $4::json[])"
         "         AS v(id, status, output, error)),"
         " upd AS ("
-        "  UPDATE cairn.workflow_status s SET status = v.status, updated_at = now()"
+        "  UPDATE cairn.workflow_status s"
+        "     SET status = v.status, output = v.output, error = v.error, updated_at = now()"
         "    FROM v WHERE s.id = v.id AND s.status = 'PENDING' AND s.executor_id = $5"
         "  RETURNING s.id, s.parent_id),"
-        " pay AS ("
-        "  UPDATE cairn.workflow_payloads p SET output = v.output, error = v.error"
-        "    FROM v JOIN upd ON upd.id = v.id WHERE p.id = v.id),"
         FINISH_POKE
         "SELECT id, (SELECT count(*) FROM wk) FROM upd"},
-    /* The same three writes for a batch of one: plain VALUES, no arrays to parse. */
+    /* The same writes for a batch of one: plain VALUES, no arrays to parse. */
     [CAIRN__Q_START1] = {"cairn_start1",
-        "WITH ins AS ("
-        "  INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts, app_version, started_at)"
-        "  VALUES ($1, $2, 'PENDING', $3, $5, 1, $6, now())"
-        "  ON CONFLICT (id) DO NOTHING"
-        "  RETURNING id),"
-        " pay AS ("
-        "  INSERT INTO cairn.workflow_payloads (id, input) SELECT id, $4::json FROM ins)"
-        "SELECT id FROM ins"},
+        "INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts, app_version, started_at, input)"
+        " VALUES ($1, $2, 'PENDING', $3, $5, 1, $6, now(), $4::json)"
+        " ON CONFLICT (id) DO NOTHING"
+        " RETURNING id"},
     [CAIRN__Q_STEP1] = {"cairn_step1",
         "INSERT INTO cairn.steps (workflow_id, step, name, output, error)"
         " VALUES ($1, $2::int, $3, $4::json, $5::json)"
@@ -99,12 +88,9 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         " RETURNING workflow_id, step"},
     [CAIRN__Q_FINISH1] = {"cairn_finish1",
         "WITH upd AS ("
-        "  UPDATE cairn.workflow_status SET status = $2, updated_at = now()"
+        "  UPDATE cairn.workflow_status SET status = $2, output = $3::json, error = $4::json, updated_at = now()"
         "   WHERE id = $1 AND status = 'PENDING' AND executor_id = $5"
         "  RETURNING id, parent_id),"
-        " pay AS ("
-        "  UPDATE cairn.workflow_payloads p SET output = $3::json, error = $4::json"
-        "    FROM upd WHERE p.id = upd.id),"
         FINISH_POKE
         "SELECT id, (SELECT count(*) FROM wk) FROM upd"},
     /*
@@ -112,37 +98,30 @@ static const stmt statements[CAIRN__Q_COUNT] = {
      * or dead-letter those that already used up their executions.
      */
     [CAIRN__Q_CLAIM] = {"cairn_claim",
-        "WITH c AS ("
-        "  UPDATE cairn.workflow_status"
-        "     SET attempts = attempts + 1, updated_at = now(),"
-        "         status = CASE WHEN attempts + 1 > $2::int THEN 'DEAD_LETTER' ELSE status END"
-        "   WHERE executor_id = $1 AND status = 'PENDING' AND name = ANY($3::text[])"
-        "     AND ($4::text IS NULL OR id = $4::text)"
-        "  RETURNING id, name, status, attempts),"
-        " dead AS ("
-        "  UPDATE cairn.workflow_payloads p"
-        "     SET error = json_build_object('message', format("
+        "UPDATE cairn.workflow_status"
+        "   SET attempts = attempts + 1, updated_at = now(),"
+        "       status = CASE WHEN attempts + 1 > $2::int THEN 'DEAD_LETTER' ELSE status END,"
+        "       error = CASE WHEN attempts + 1 > $2::int THEN json_build_object('message', format("
         "         'workflow was interrupted %s times (its executor died during each run); moved to DEAD_LETTER',"
-        "         c.attempts - 1), 'attempts', c.attempts - 1)"
-        "    FROM c WHERE p.id = c.id AND c.status = 'DEAD_LETTER')"
-        "SELECT id, name, status, attempts FROM c"},
+        "         attempts), 'attempts', attempts) ELSE error END"
+        " WHERE executor_id = $1 AND status = 'PENDING' AND name = ANY($3::text[])"
+        "   AND ($4::text IS NULL OR id = $4::text)"
+        " RETURNING id, name, status, attempts"},
     [CAIRN__Q_LOAD] = {"cairn_load",
-        "SELECT 0, NULL::text, input, NULL::json FROM cairn.workflow_payloads WHERE id = $1"
+        "SELECT 0, NULL::text, input, NULL::json FROM cairn.workflow_status WHERE id = $1"
         " UNION ALL"
         " SELECT step, name, output, error FROM cairn.steps WHERE workflow_id = $1"
         " ORDER BY 1"},
     /* The recordings of many workflows, each one's rows together, input (step 0) first. */
     [CAIRN__Q_LOAD_MANY] = {"cairn_load_many",
-        "SELECT id, 0, NULL::text, input, NULL::json FROM cairn.workflow_payloads WHERE id = ANY ($1::text[])"
+        "SELECT id, 0, NULL::text, input, NULL::json FROM cairn.workflow_status WHERE id = ANY ($1::text[])"
         " UNION ALL"
         " SELECT workflow_id, step, name, output, error FROM cairn.steps WHERE workflow_id = ANY ($1::text[])"
         " ORDER BY 1, 2"},
     [CAIRN__Q_STATUS] = {"cairn_status",
         "SELECT status FROM cairn.workflow_status WHERE id = $1"},
     [CAIRN__Q_RESULT] = {"cairn_result",
-        "SELECT s.name, s.status, s.executor_id, p.output, p.error"
-        "  FROM cairn.workflow_status s LEFT JOIN cairn.workflow_payloads p ON p.id = s.id"
-        " WHERE s.id = $1"},
+        "SELECT name, status, executor_id, output, error FROM cairn.workflow_status WHERE id = $1"},
     [CAIRN__Q_STEP_GET] = {"cairn_step_get",
         "SELECT name, output, error FROM cairn.steps WHERE workflow_id = $1 AND step = $2"},
     [CAIRN__Q_DESCRIBE] = {"cairn_describe",
@@ -229,15 +208,14 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "WITH e AS (SELECT $8::bool AND " EAGER_OK("$3", "$6::int") " AS eager),"
         " ins AS ("
         "  INSERT INTO cairn.workflow_status (id, name, status, queue, priority, available_at, partition_key, app_version,"
-        "                                    executor_id, attempts, started_at)"
+        "                                    executor_id, attempts, started_at, input)"
         "  SELECT $1, $2, CASE WHEN e.eager THEN 'PENDING' ELSE 'ENQUEUED' END, $3, $5::int,"
         "         now() + $6::int * interval '1 millisecond', $7, $9,"
-        "         CASE WHEN e.eager THEN $10 END, CASE WHEN e.eager THEN 1 ELSE 0 END, CASE WHEN e.eager THEN now() END"
+        "         CASE WHEN e.eager THEN $10 END, CASE WHEN e.eager THEN 1 ELSE 0 END, CASE WHEN e.eager THEN now() END,"
+        "         $4::json"
         "    FROM e"
         "  ON CONFLICT (id) DO NOTHING"
         "  RETURNING id, status),"
-        " pay AS ("
-        "  INSERT INTO cairn.workflow_payloads (id, input) SELECT id, $4::json FROM ins),"
         " wk AS ("
         "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM ins WHERE status = 'ENQUEUED') AND (SELECT armed FROM cairn.wakeup))"
         "SELECT id, (SELECT count(*) FROM wk), status = 'PENDING' FROM ins"},
@@ -251,16 +229,13 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "  SELECT v.*, v.eager AND " EAGER_OK("v.queue", "v.delay") " AS take FROM v),"
         " ins AS ("
         "  INSERT INTO cairn.workflow_status (id, name, status, queue, priority, available_at, partition_key, app_version,"
-        "                                    executor_id, attempts, started_at)"
+        "                                    executor_id, attempts, started_at, input)"
         "  SELECT id, name, CASE WHEN take THEN 'PENDING' ELSE 'ENQUEUED' END, queue, prio,"
         "         now() + delay * interval '1 millisecond', part, $9,"
-        "         CASE WHEN take THEN $10 END, CASE WHEN take THEN 1 ELSE 0 END, CASE WHEN take THEN now() END"
+        "         CASE WHEN take THEN $10 END, CASE WHEN take THEN 1 ELSE 0 END, CASE WHEN take THEN now() END, input"
         "    FROM e"
         "  ON CONFLICT (id) DO NOTHING"
         "  RETURNING id, status),"
-        " pay AS ("
-        "  INSERT INTO cairn.workflow_payloads (id, input)"
-        "  SELECT v.id, v.input FROM v JOIN ins ON ins.id = v.id),"
         " wk AS ("
         "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM ins WHERE status = 'ENQUEUED') AND (SELECT armed FROM cairn.wakeup))"
         "SELECT id, (SELECT count(*) FROM wk), status = 'PENDING' FROM ins"},

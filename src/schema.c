@@ -58,16 +58,42 @@ static int current_version(PGconn *pg, int *version)
     return CAIRN_OK;
 }
 
+/*
+ * The oldest schema version a library must know to run against this
+ * database: the largest oldest_library recorded (the column exists from
+ * version 8 on; only asked of a schema newer than this library's).
+ */
+static int oldest_library(PGconn *pg, int *oldest)
+{
+    PGresult *r = PQexec(pg, "SELECT coalesce(max(oldest_library), 0) FROM cairn.migrations");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = cairn__fail_pg(cairn__conn_lost(pg, r) ? CAIRN_ECONN : CAIRN_ESCHEMA, r, pg,
+                                "reading which libraries the schema accepts");
+        PQclear(r);
+        return rc;
+    }
+    *oldest = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return CAIRN_OK;
+}
+
 static int apply_one(PGconn *pg, const cairn__migration *m)
 {
     int rc = exec_simple(pg, m->sql, m->name);
     if (rc != CAIRN_OK)
         return rc;
-    char ver[16];
+    char ver[16], oldest[16];
     snprintf(ver, sizeof ver, "%d", m->version);
-    const char *vals[2] = {ver, m->name};
-    PGresult *r = PQexecParams(pg, "INSERT INTO cairn.migrations (version, name) VALUES ($1::int, $2)", 2, NULL, vals,
-                               NULL, NULL, 0);
+    snprintf(oldest, sizeof oldest, "%d", m->oldest_library);
+    const char *vals[3] = {ver, m->name, oldest};
+    /* The column exists from the first migration that sets it (version 8) on. */
+    PGresult *r = m->oldest_library
+                      ? PQexecParams(pg,
+                                     "INSERT INTO cairn.migrations (version, name, oldest_library)"
+                                     " VALUES ($1::int, $2, $3::int)",
+                                     3, NULL, vals, NULL, NULL, 0)
+                      : PQexecParams(pg, "INSERT INTO cairn.migrations (version, name) VALUES ($1::int, $2)", 2, NULL,
+                                     vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = cairn__fail_pg(CAIRN_ESCHEMA, r, pg, "recording a migration");
         PQclear(r);
@@ -85,10 +111,23 @@ int cairn__migrate(cairn *h, PGconn *pg, int *version)
     if (rc != CAIRN_OK)
         return rc;
     if (cur >= latest) {
-        /* A newer schema is expected during a rolling upgrade: migrations only add. */
-        if (cur > latest)
+        /*
+         * A newer schema is expected during a rolling upgrade, and most
+         * migrations only add; one that a library this old cannot use
+         * says so in cairn.migrations.
+         */
+        if (cur > latest) {
+            int oldest = 0;
+            if ((rc = oldest_library(pg, &oldest)) != CAIRN_OK)
+                return rc;
+            if (oldest > latest)
+                return cairn__fail(CAIRN_ESCHEMA,
+                                   "database schema is at version %d, which needs a library that knows version %d or"
+                                   " later; this library knows version %d: upgrade it",
+                                   cur, oldest, latest);
             cairn__log(h, CAIRN_LOG_WARN, "database schema is at version %d, newer than this library's %d", cur,
                        latest);
+        }
         if (version)
             *version = cur;
         return CAIRN_OK;

@@ -6,6 +6,9 @@ typedef struct cairn__migration {
     int version;
     const char *name;
     const char *sql;
+    /* Libraries that know a schema older than this cannot run once it is
+     * applied (0: every library can; migrations that only add). */
+    int oldest_library;
 } cairn__migration;
 
 extern const cairn__migration cairn__migrations[];

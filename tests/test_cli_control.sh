@@ -35,11 +35,9 @@ ok migrate
 
 # A parent running with a child, a failed workflow with three checkpoints, a finished one.
 sql <<'SQL'
-INSERT INTO cairn.workflow_status (id, name, status, executor_id, parent_id) VALUES
-  ('par-1', 'demo', 'PENDING', 'ex-1', NULL), ('par-1/1', 'demo', 'ENQUEUED', NULL, 'par-1'),
-  ('fail-1', 'demo', 'ERROR', 'ex-1', NULL), ('done-1', 'demo', 'SUCCESS', 'ex-1', NULL);
-INSERT INTO cairn.workflow_payloads (id, input, error) VALUES
-  ('par-1', '1', NULL), ('par-1/1', '2', NULL), ('fail-1', '{"n": 3}', '{"message": "boom"}'), ('done-1', '4', NULL);
+INSERT INTO cairn.workflow_status (id, name, status, executor_id, parent_id, input, error) VALUES
+  ('par-1', 'demo', 'PENDING', 'ex-1', NULL, '1', NULL), ('par-1/1', 'demo', 'ENQUEUED', NULL, 'par-1', '2', NULL),
+  ('fail-1', 'demo', 'ERROR', 'ex-1', NULL, '{"n": 3}', '{"message": "boom"}'), ('done-1', 'demo', 'SUCCESS', 'ex-1', NULL, '4', NULL);
 INSERT INTO cairn.steps (workflow_id, step, name, output, error) VALUES
   ('fail-1', 1, 'a', '1', NULL), ('fail-1', 2, 'b', '2', NULL), ('fail-1', 3, 'c', NULL, '{"message": "boom"}');
 SQL

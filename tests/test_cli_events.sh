@@ -38,7 +38,6 @@ ok migrate
 # Two workflows: one running, one finished.
 sql <<'SQL'
 INSERT INTO cairn.workflow_status (id, name, status) VALUES ('run-1', 'demo', 'PENDING'), ('done-1', 'demo', 'SUCCESS');
-INSERT INTO cairn.workflow_payloads (id) VALUES ('run-1'), ('done-1');
 INSERT INTO cairn.events (workflow_id, key, value) VALUES ('run-1', 'progress', '{"pct": 40}'), ('done-1', 'result', '"ok"');
 INSERT INTO cairn.streams (workflow_id, name, next_offset) VALUES ('run-1', 'log', 3);
 INSERT INTO cairn.stream_values (workflow_id, stream, "offset", value) VALUES

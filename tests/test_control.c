@@ -380,8 +380,7 @@ static void test_cancel_without_notification(void **state)
 {
     cairn *h2 = open_handle("control-2", 1000);
     start_at_gate(h2, "run-2");
-    t_exec("UPDATE cairn.workflow_status SET status = 'CANCELLED' WHERE id = 'run-2'");
-    t_exec("UPDATE cairn.workflow_payloads SET error = '{\"message\": \"cancelled\"}' WHERE id = 'run-2'");
+    t_exec("UPDATE cairn.workflow_status SET status = 'CANCELLED', error = '{\"message\": \"cancelled\"}' WHERE id = 'run-2'");
     expect_cancelled_at_gate(h2, "run-2", 10000);
     cairn_close(h2);
 }

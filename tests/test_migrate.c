@@ -75,12 +75,51 @@ static void test_no_migrate_on_empty_database(void **state)
     assert_int_equal(t_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'cairn'"), 1);
 }
 
+/*
+ * A schema newer than the library: accepted with a warning while its
+ * migrations only add; refused, with a message that says what to do, once
+ * one of them records that libraries this old cannot use it.
+ */
+static void test_newer_schema(void **state)
+{
+    t_fresh_db("cairn_test_migrate_newer");
+    cairn_options o = {.size = sizeof o, .conninfo = t_db()};
+    cairn *h = NULL;
+    T_OK(h, cairn_open(&h, &o));
+    cairn_close(h);
+    int latest = cairn_schema_latest();
+    /* This library's own schema records the floor its one-row change set. */
+    assert_int_equal(t_scalar("SELECT max(oldest_library) FROM cairn.migrations"), 8);
+
+    char sql[256];
+    snprintf(sql, sizeof sql, "INSERT INTO cairn.migrations (version, name) VALUES (%d, 'future_additive')",
+             latest + 1);
+    t_exec(sql);
+    int version = -1;
+    T_OK(h, cairn_open(&h, &o));
+    T_OK(h, cairn_migrate(h, &version));
+    assert_int_equal(version, latest + 1);
+    cairn_close(h);
+
+    snprintf(sql, sizeof sql,
+             "INSERT INTO cairn.migrations (version, name, oldest_library) VALUES (%d, 'future_breaking', %d)",
+             latest + 2, latest + 2);
+    t_exec(sql);
+    T_RC(h, CAIRN_ESCHEMA, cairn_open(&h, &o));
+    assert_non_null(strstr(cairn_errmsg(h), "upgrade it"));
+    cairn_close(h);
+
+    /* Nothing was written: the newer schema's record stands as it was. */
+    assert_int_equal(t_scalar("SELECT max(version) FROM cairn.migrations"), latest + 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_processes),
         cmocka_unit_test(test_migrate_is_idempotent),
         cmocka_unit_test(test_no_migrate_on_empty_database),
+        cmocka_unit_test(test_newer_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -129,8 +129,7 @@ static void expect_all_success(const char *queue, long want)
     long ok = q_long1(count_success_sql, queue);
     if (ok != want)
         fail_msg("queue %s: %ld of %ld workflows reached SUCCESS; first other: %s", queue, ok, want,
-                 q_text("SELECT s.id || ' ' || s.status || ' ' || coalesce(p.error::text, '')"
-                        "  FROM cairn.workflow_status s LEFT JOIN cairn.workflow_payloads p ON p.id = s.id"
+                 q_text("SELECT s.id || ' ' || s.status || ' ' || coalesce(s.error::text, '') FROM cairn.workflow_status s"
                         " WHERE s.queue = $1 AND s.status <> 'SUCCESS' ORDER BY s.id LIMIT 1",
                         1, vals, bad, sizeof bad));
 }
@@ -766,9 +765,6 @@ static void test_held_work_is_reported(void **state)
     assert_int_equal(claim_direct("hint_empty_q", &claimed), -1);
     assert_int_equal(claimed, 0);
     /* Nobody runs hint_wf; what the claims took is dropped. */
-    PQclear(query("DELETE FROM cairn.workflow_payloads WHERE id IN"
-                  " (SELECT id FROM cairn.workflow_status WHERE name = 'hint_wf')",
-                  0, NULL));
     PQclear(query("DELETE FROM cairn.workflow_status WHERE name = 'hint_wf'", 0, NULL));
     PQclear(query("DELETE FROM cairn.executors WHERE id = 'hint-exec'", 0, NULL));
 }
@@ -915,9 +911,6 @@ static void test_no_starvation(void **state)
                   " enqueue to claim while A still held %ld (A ran %ld meanwhile; test %lld ms)\n",
                   STARVE_BACKLOG, enqueued_ms, STARVE_SMALL, wait_b, left_a, a_done, took);
     /* Drop A's remainder, so that no later test pays for it. */
-    PQclear(query("DELETE FROM cairn.workflow_payloads WHERE id IN"
-                  " (SELECT id FROM cairn.workflow_status WHERE queue = 'starve_a')",
-                  0, NULL));
     PQclear(query("DELETE FROM cairn.workflow_status WHERE queue = 'starve_a'", 0, NULL));
 
     /* B did not wait for A's backlog ... */
@@ -1368,7 +1361,6 @@ static void test_eager_start(void **state)
     h = open_handle(&(handle_cfg){.executor = "eager-ns", .workers = 2, .poll_ms = 100, .start = 1, .queues = other});
     assert_string_equal(eager_start(h, "eager_ns", "eager-ns", "6", 0, b, sizeof b), "ENQUEUED:-");
     cairn_close(h);
-    PQclear(query("DELETE FROM cairn.workflow_payloads WHERE id IN ('eager-ns', 'eager-backlog')", 0, NULL));
     PQclear(query("DELETE FROM cairn.workflow_status WHERE id IN ('eager-ns', 'eager-backlog')", 0, NULL));
     PQclear(query("DROP TRIGGER log_ins ON cairn.workflow_status", 0, NULL));
     PQclear(query("DROP FUNCTION log_ins()", 0, NULL));

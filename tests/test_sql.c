@@ -140,18 +140,17 @@ static void assert_in_clean_transaction(PGconn *c, const char *after)
 /* ---- what is stored -------------------------------------------------------- */
 
 typedef struct rows {
-    long status, payloads, messages;
+    long status, messages;
 } rows;
 
 static rows count_rows(void)
 {
-    PGresult *r = PQexec(db, "SELECT (SELECT count(*) FROM cairn.workflow_status),"
-                             " (SELECT count(*) FROM cairn.workflow_payloads), (SELECT count(*) FROM cairn.messages)");
+    PGresult *r = PQexec(db, "SELECT (SELECT count(*) FROM cairn.workflow_status), (SELECT count(*) FROM cairn.messages)");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         PQclear(r);
         fail_msg("counting rows: %s", PQerrorMessage(db));
     }
-    rows n = {atol(PQgetvalue(r, 0, 0)), atol(PQgetvalue(r, 0, 1)), atol(PQgetvalue(r, 0, 2))};
+    rows n = {atol(PQgetvalue(r, 0, 0)), atol(PQgetvalue(r, 0, 1))};
     PQclear(r);
     return n;
 }
@@ -159,9 +158,9 @@ static rows count_rows(void)
 static void assert_rows_unchanged(rows before, const char *what)
 {
     rows after = count_rows();
-    if (after.status != before.status || after.payloads != before.payloads || after.messages != before.messages)
-        fail_msg("%s wrote rows: workflow_status %ld -> %ld, workflow_payloads %ld -> %ld, messages %ld -> %ld", what,
-                 before.status, after.status, before.payloads, after.payloads, before.messages, after.messages);
+    if (after.status != before.status || after.messages != before.messages)
+        fail_msg("%s wrote rows: workflow_status %ld -> %ld, messages %ld -> %ld", what, before.status, after.status,
+                 before.messages, after.messages);
 }
 
 /* ---- wake-ups -------------------------------------------------------------- */
@@ -377,9 +376,7 @@ static void test_c_enqueue_atomic(void **state)
     assert_int_equal(id_rows(app, id), 1); /* the enqueuing transaction sees it ... */
     assert_int_equal(id_rows(db, id), 0);  /* ... nobody else does before commit */
     RUN(app, "ROLLBACK");
-    const char *v[1] = {id};
     assert_int_equal(id_rows(db, id), 0);
-    assert_int_equal(number(db, "SELECT count(*) FROM cairn.workflow_payloads WHERE id = $1", 1, v), 0);
     assert_int_equal(wakeups(l), 0);
     assert_int_equal(armed(), 1);
     cairn_free(id);
@@ -389,9 +386,9 @@ static void test_c_enqueue_atomic(void **state)
     T_OK(NULL, cairn_enqueue(app, "sql_wf", "{\"via\":\"c\",\"n\":2}", NULL, &id));
     assert_int_equal(id_rows(db, id), 0);
     RUN(app, "COMMIT");
-    v[0] = id;
-    expect_first(db, "SELECT concat_ws('|', name, status, queue, priority, input::text, dedup_key IS NULL)"
-                     "  FROM cairn.workflows JOIN cairn.workflow_status USING (id, name, status, queue) WHERE id = $1",
+    const char *v[1] = {id};
+    expect_first(db, "SELECT concat_ws('|', w.name, w.status, w.queue, s.priority, w.input::text, s.dedup_key IS NULL)"
+                     "  FROM cairn.workflows w JOIN cairn.workflow_status s USING (id) WHERE id = $1",
                  1, v, "sql_wf|ENQUEUED|default|0|{\"via\":\"c\",\"n\":2}|t");
     assert_int_equal(wakeups(l), 1);
     assert_int_equal(armed(), 0);
@@ -431,7 +428,7 @@ static void test_c_enqueue_atomic(void **state)
     cairn_free(id);
     expect_first(db, "SELECT concat_ws('|', name, queue, priority, dedup_key, input::text,"
                      "  available_at BETWEEN now() + interval '59 minutes' AND now() + interval '61 minutes')"
-                     "  FROM cairn.workflow_status JOIN cairn.workflow_payloads USING (id) WHERE id = 'c-opts-1'",
+                     "  FROM cairn.workflow_status WHERE id = 'c-opts-1'",
                  0, NULL, "delayed_wf|c_queue|7|c-dedup-1|null|t");
     /* id_out may be NULL. */
     T_OK(NULL, cairn_enqueue(app, "delayed_wf", "1", &o, NULL));
@@ -477,7 +474,7 @@ static void test_sql_enqueue_atomic(void **state)
                  0, NULL, "sql-opts-1");
     expect_first(db, "SELECT concat_ws('|', name, status, queue, priority, dedup_key, input::text,"
                      "  available_at BETWEEN now() + interval '119 minutes' AND now() + interval '121 minutes')"
-                     "  FROM cairn.workflow_status JOIN cairn.workflow_payloads USING (id) WHERE id = 'sql-opts-1'",
+                     "  FROM cairn.workflow_status WHERE id = 'sql-opts-1'",
                  0, NULL, "delayed_wf|ENQUEUED|sql_queue|-3|sql-dk|[1,2]|t");
 
     /* Without an input: SQL NULL, which the workflow receives as JSON null. */
@@ -844,7 +841,7 @@ static void test_bad_input_sql(void **state)
     free(id);
     id = value(c, "SELECT cairn.enqueue('big_wf', json_build_object('x', repeat('a', 16777206)))", 0, NULL);
     const char *v[1] = {id};
-    assert_int_equal(number(c, "SELECT octet_length(input::text) FROM cairn.workflow_payloads WHERE id = $1", 1, v),
+    assert_int_equal(number(c, "SELECT octet_length(input::text) FROM cairn.workflow_status WHERE id = $1", 1, v),
                      PAYLOAD_LIMIT);
     free(id);
     RUN(c, "ROLLBACK");
@@ -1296,9 +1293,9 @@ static void test_least_privilege(void **state)
         "DELETE FROM cairn.steps",
         "INSERT INTO cairn.steps (workflow_id, step, name) VALUES ('lp-existing', 1, 'forged')",
         "SELECT output FROM cairn.steps",
-        "SELECT input FROM cairn.workflow_payloads",
-        "UPDATE cairn.workflow_payloads SET output = '1'",
-        "DELETE FROM cairn.workflow_payloads",
+        "SELECT input FROM cairn.workflow_status",
+        "SELECT output, error FROM cairn.workflow_status",
+        "UPDATE cairn.workflow_status SET output = '1'",
         "SELECT message FROM cairn.messages",
         "DELETE FROM cairn.messages",
         "TRUNCATE cairn.messages",
@@ -1341,7 +1338,7 @@ static void test_least_privilege(void **state)
     /* The optional read grant opens the view, and nothing else. */
     run_doc_block("cairn-grants-read");
     expect_first(app, "SELECT status FROM cairn.workflows WHERE id = 'lp-existing'", 0, NULL, "ENQUEUED");
-    refused_free(app, "SELECT input FROM cairn.workflow_payloads", 0, NULL, "42501", "permission denied");
+    refused_free(app, "SELECT input FROM cairn.workflow_status", 0, NULL, "42501", "permission denied");
     PQfinish(l);
     PQfinish(app);
 }
@@ -1381,7 +1378,6 @@ static void test_search_path_pinned(void **state)
         "CREATE FUNCTION evil.wake() RETURNS void LANGUAGE plpgsql"
         "  AS $$BEGIN INSERT INTO evil.calls VALUES ('wake'); END$$",
         "CREATE TABLE evil.workflow_status (id text, name text, status text, queue text)",
-        "CREATE TABLE evil.workflow_payloads (id text, input text)",
         "CREATE TABLE evil.messages (workflow_id text, topic text, message_id text, message text)",
         "CREATE TABLE evil.wakeup (id boolean, armed boolean)",
         "CREATE DOMAIN evil.json AS text",
@@ -1430,8 +1426,7 @@ static void test_search_path_pinned(void **state)
 
     assert_int_equal(number(db, "SELECT count(*) FROM evil.calls", 0, NULL), 0);
     assert_int_equal(number(db,
-                            "SELECT (SELECT count(*) FROM evil.workflow_status) + (SELECT count(*) FROM"
-                            " evil.workflow_payloads) + (SELECT count(*) FROM evil.messages)"
+                            "SELECT (SELECT count(*) FROM evil.workflow_status) + (SELECT count(*) FROM evil.messages)"
                             " + (SELECT count(*) FROM evil.wakeup)",
                             0, NULL),
                      0);

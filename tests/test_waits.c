@@ -127,7 +127,7 @@ static void sleeper_times(const char *id, long long *until, long long *woke)
     *until = q1("SELECT (output->>'until')::bigint FROM cairn.steps WHERE workflow_id = $1 AND step = 1"
                 " AND name = 'cairn.sleep'",
                 id);
-    *woke = q1("SELECT (p.output->>'woke')::bigint FROM cairn.workflow_payloads p WHERE p.id = $1", id);
+    *woke = q1("SELECT (output->>'woke')::bigint FROM cairn.workflow_status WHERE id = $1", id);
     if (*until <= 0 || *woke <= 0)
         fail_msg("sleeper %s has no recorded wake-up time or stamp (until %lld, woke %lld)", id, *until, *woke);
 }
