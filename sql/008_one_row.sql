@@ -524,7 +524,8 @@ $$;
 
 -- cairn.dispatch: as in version 4, except that the resume finds its rows by
 -- primary key only, for the reason given for cairn.claim above (here the
--- owner index, which holds every suspended workflow, was the risk).
+-- owner index, which holds every suspended workflow, was the risk), and
+-- that the look for due sleepers cannot be planned as a table scan.
 CREATE OR REPLACE FUNCTION cairn.dispatch(
     p_executor     text,
     p_names        text[],
@@ -573,7 +574,10 @@ BEGIN
 
     -- Due suspended workflows. The executor's row is share-locked first, as
     -- in cairn.claim(), so that an adoption cannot miss what this resumes.
-    IF EXISTS (SELECT 1 FROM cairn.workflow_status x WHERE x.wake_at <= now()) THEN
+    -- min() is always read from the end of the waking index (an EXISTS was
+    -- planned as a sequential scan while the statistics did not yet know
+    -- wake_at is nearly always NULL, and then read the whole table).
+    IF (SELECT min(x.wake_at) FROM cairn.workflow_status x) <= now() THEN
         PERFORM 1 FROM cairn.executors e WHERE e.id = p_executor AND e.state = 'LIVE' FOR KEY SHARE;
         IF NOT FOUND THEN
             RETURN;
