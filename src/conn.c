@@ -38,14 +38,24 @@ typedef struct stmt {
  * has no limits (whose accounting only a claim does), nothing runnable
  * waits in the queue ahead of it, and the executor is live. The result is
  * the one a claim by this executor would give, a round trip sooner.
+ *
+ * The backlog test is a scalar subquery in the queued index's order with
+ * LIMIT 1, not an EXISTS: the planner drops ORDER BY and LIMIT from an
+ * EXISTS, and for a queue named by a parameter or another column (a
+ * generic plan, a batch) it then bet on finding a row early and scanned
+ * the whole table whenever any queue had work waiting. In the queued
+ * index's order the only cheap plan is the index. The statements keep the
+ * result in a MATERIALIZED CTE, read several times, so that it is
+ * computed once per row.
  */
 #define EAGER_OK(queue, delay) \
     "(" delay " <= 0" \
     " AND NOT EXISTS (SELECT 1 FROM cairn.queues c WHERE c.name = " queue \
     "                  AND (c.concurrency IS NOT NULL OR c.worker_concurrency IS NOT NULL" \
     "                       OR c.rate_limit IS NOT NULL OR c.partition_concurrency IS NOT NULL))" \
-    " AND NOT EXISTS (SELECT 1 FROM cairn.workflow_status x" \
-    "                  WHERE x.status = 'ENQUEUED' AND x.queue = " queue " AND x.available_at <= now())" \
+    " AND (SELECT 1 FROM cairn.workflow_status x" \
+    "       WHERE x.status = 'ENQUEUED' AND x.queue = " queue " AND x.available_at <= now()" \
+    "       ORDER BY x.priority, x.created_at LIMIT 1) IS NULL" \
     " AND EXISTS (SELECT 1 FROM cairn.executors x WHERE x.id = $10 AND x.state = 'LIVE'))"
 
 static const stmt statements[CAIRN__Q_COUNT] = {
@@ -205,7 +215,7 @@ static const stmt statements[CAIRN__Q_COUNT] = {
      * wake-up (cairn.wake() only while an idle dispatcher has the flag up).
      */
     [CAIRN__Q_ENQUEUE1] = {"cairn_enqueue1",
-        "WITH e AS (SELECT $8::bool AND " EAGER_OK("$3", "$6::int") " AS eager),"
+        "WITH e AS MATERIALIZED (SELECT $8::bool AND " EAGER_OK("$3", "$6::int") " AS eager),"
         " ins AS ("
         "  INSERT INTO cairn.workflow_status (id, name, status, queue, priority, available_at, partition_key, app_version,"
         "                                    executor_id, attempts, started_at, input)"
@@ -225,7 +235,7 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "    FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::int[], $6::int[], $7::text[], $8::bool[])"
         "         WITH ORDINALITY AS v(id, name, queue, input, prio, delay, part, eager, ord)"
         "   ORDER BY id, ord),"
-        " e AS ("
+        " e AS MATERIALIZED ("
         "  SELECT v.*, v.eager AND " EAGER_OK("v.queue", "v.delay") " AS take FROM v),"
         " ins AS ("
         "  INSERT INTO cairn.workflow_status (id, name, status, queue, priority, available_at, partition_key, app_version,"
