@@ -31,6 +31,8 @@ int cairn__commit_init(cairn *h)
     h->commit_conns = calloc((size_t)h->commit_conns_n, sizeof *h->commit_conns);
     if (!h->commit_conns)
         return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    for (int i = 0; i < h->commit_conns_n; i++)
+        h->commit_conns[i].generic = 1;
     return CAIRN_OK;
 }
 

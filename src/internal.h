@@ -113,6 +113,7 @@ typedef struct cairn__conn {
     int prepared; /* statements are prepared on pg */
     int in_use;
     int retrying; /* commit connections: its batch is retrying a lost connection */
+    int generic;  /* runs only the library's statements: always their generic plans (see cairn__conn_open) */
 } cairn__conn;
 
 /* Opens c->pg and prepares the statements; fills err on failure. */

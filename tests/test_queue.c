@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "support.h"
+#include "internal.h" /* the commit connections, for their plans (test 14) */
 
 #ifndef QUEUE_WORKER
 #error "QUEUE_WORKER must name the queue_worker program"
@@ -1367,6 +1368,80 @@ static void test_eager_start(void **state)
     PQclear(query("DROP TABLE ins_log", 0, NULL));
 }
 
+/* ---- 14. the commit connections plan their statements once ------------- */
+
+typedef struct plainstarter {
+    cairn *h;
+    int base;
+    int failures;
+    char msg[256];
+} plainstarter;
+
+/* Enqueues QPER workflows nobody runs, without waiting for them. */
+static void *plainstarter_main(void *arg)
+{
+    plainstarter *t = arg;
+    for (int i = 0; i < QPER; i++) {
+        char id[48];
+        snprintf(id, sizeof id, "plan-%d", t->base + i);
+        cairn_start_options so = {.size = sizeof so, .queue = "plan_q", .id = id};
+        if (cairn_start(t->h, "nobody_runs", "1", &so, NULL) != CAIRN_OK) {
+            t->failures++;
+            snprintf(t->msg, sizeof t->msg, "start of %s: %s", id, cairn_errmsg(t->h));
+        }
+    }
+    return NULL;
+}
+
+/*
+ * The batch enqueue counts its arrays exactly in a custom plan, so left to
+ * the server's choice a connection whose first batches were small planned
+ * it again on every call (a fifth of the server's time per queued start).
+ * Commit connections take the generic plan from the first call: this reads
+ * each one's own pg_prepared_statements after batches of starts from many
+ * threads.
+ */
+static void test_commit_plans_are_generic(void **state)
+{
+    (void)state;
+    cairn *h = open_handle(&(handle_cfg){.executor = "plans", .workers = 0});
+    long generic = 0, custom = 0;
+    for (int round = 0; round < 20 && generic + custom == 0; round++) {
+        pthread_t th[QTHREADS];
+        plainstarter ts[QTHREADS];
+        for (int i = 0; i < QTHREADS; i++) {
+            ts[i] = (plainstarter){.h = h, .base = 100000 * round + 1000 * i};
+            assert_int_equal(pthread_create(&th[i], NULL, plainstarter_main, &ts[i]), 0);
+        }
+        for (int i = 0; i < QTHREADS; i++) {
+            pthread_join(th[i], NULL);
+            if (ts[i].failures)
+                fail_msg("thread %d: %s", i, ts[i].msg);
+        }
+        /* Every start has returned and nothing else runs on h: its commit connections are idle. */
+        generic = custom = 0;
+        for (int i = 0; i < h->commit_conns_n; i++) {
+            PGconn *pg = h->commit_conns[i].pg;
+            if (!pg)
+                continue;
+            PGresult *r = PQexec(pg, "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                                     " WHERE name = 'cairn_enqueue_batch'");
+            if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+                fail_msg("reading a commit connection's plans: %s", PQerrorMessage(pg));
+            generic += atol(PQgetvalue(r, 0, 0));
+            custom += atol(PQgetvalue(r, 0, 1));
+            PQclear(r);
+        }
+    }
+    cairn_close(h);
+    print_message("enqueue batches on the commit connections: %ld generic plans, %ld custom plans\n", generic,
+                  custom);
+    if (generic + custom == 0)
+        fail_msg("no start was ever batched; the test saw nothing");
+    assert_int_equal(custom, 0);
+    PQclear(query("DELETE FROM cairn.workflow_status WHERE queue = 'plan_q'", 0, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1384,6 +1459,7 @@ int main(void)
         cmocka_unit_test(test_queued_start),
         cmocka_unit_test(test_queued_starts_from_threads),
         cmocka_unit_test(test_eager_start),
+        cmocka_unit_test(test_commit_plans_are_generic),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
