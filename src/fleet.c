@@ -22,13 +22,22 @@ long long cairn__db_clock_error_ms(cairn *h)
     return atomic_load(&h->clock_error_ms);
 }
 
-/* Learns the database clock's offset from a reading taken between before and after (this host's clock). */
+/*
+ * Learns the database clock's offset from a reading taken between before
+ * and after (this host's clock). The error bound is half the round trip
+ * plus what whole milliseconds lose: the server rounds its reading (half a
+ * millisecond), before and after are truncated (the round trip may be a
+ * millisecond longer than they say), the midpoint is halved in integers
+ * (half a millisecond), and cairn__db_now_ms() truncates this host's clock
+ * again (a millisecond). A bound of half the round trip plus 1 let an
+ * in-thread sleep resumed after a crash end 1 ms before its recorded time.
+ */
 static void clock_reading(cairn *h, const char *db_ms, long long before, long long after)
 {
     long long db = atoll(db_ms);
     if (db > 0) {
         atomic_store(&h->clock_offset_ms, db - (before + after) / 2);
-        atomic_store(&h->clock_error_ms, (after - before) / 2 + 1);
+        atomic_store(&h->clock_error_ms, (after - before) / 2 + 3);
     }
 }
 

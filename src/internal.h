@@ -373,7 +373,7 @@ int cairn__fleet_heartbeat(cairn *h, PGconn *pg);
  * round trip). Durable waits are timed by it, as the database times them.
  */
 long long cairn__db_now_ms(cairn *h);
-/* How far cairn__db_now_ms() may be off (half the round trip of its reading, plus 1 ms); waits add it. */
+/* How far cairn__db_now_ms() may be off (half the round trip of its reading, plus 3 ms of rounding); waits add it. */
 long long cairn__db_clock_error_ms(cairn *h);
 /* Hand every workflow this executor owns back to its queue and mark the executor STOPPED. */
 void cairn__fleet_stop(cairn *h);
