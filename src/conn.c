@@ -436,7 +436,7 @@ int cairn__conn_open(cairn *h, cairn__conn *c, int prepare)
                                                " SET plan_cache_mode TO force_generic_plan"
                                              : "SET default_transaction_isolation TO 'read committed'");
     if (PQresultStatus(iso) != PGRES_COMMAND_OK) {
-        int rc = cairn__fail_pg(CAIRN_ECONN, iso, c->pg, "setting the isolation level");
+        int rc = cairn__fail_pg(CAIRN_ECONN, iso, c->pg, "setting the session's defaults");
         PQclear(iso);
         cairn__conn_drop(c);
         return rc;

@@ -1370,17 +1370,10 @@ static void test_eager_start(void **state)
 
 /* ---- 14. the commit connections plan their statements once ------------- */
 
-typedef struct plainstarter {
-    cairn *h;
-    int base;
-    int failures;
-    char msg[256];
-} plainstarter;
-
 /* Enqueues QPER workflows nobody runs, without waiting for them. */
 static void *plainstarter_main(void *arg)
 {
-    plainstarter *t = arg;
+    qstarter *t = arg;
     for (int i = 0; i < QPER; i++) {
         char id[48];
         snprintf(id, sizeof id, "plan-%d", t->base + i);
@@ -1408,9 +1401,9 @@ static void test_commit_plans_are_generic(void **state)
     long generic = 0, custom = 0;
     for (int round = 0; round < 20 && generic + custom == 0; round++) {
         pthread_t th[QTHREADS];
-        plainstarter ts[QTHREADS];
+        qstarter ts[QTHREADS];
         for (int i = 0; i < QTHREADS; i++) {
-            ts[i] = (plainstarter){.h = h, .base = 100000 * round + 1000 * i};
+            ts[i] = (qstarter){.h = h, .base = 100000 * round + 1000 * i};
             assert_int_equal(pthread_create(&th[i], NULL, plainstarter_main, &ts[i]), 0);
         }
         for (int i = 0; i < QTHREADS; i++) {
