@@ -923,6 +923,65 @@ static void test_no_starvation(void **state)
         fail_msg("B's workflows waited up to %ld ms to be claimed; the dispatch interval is %d ms", wait_b, poll_ms);
 }
 
+/* ---- 8b. a claim does not walk the work of other names ------------------ */
+
+#define WALK_BACKLOG 50000
+
+/* Buffers one claim by executor ex of up to one workflow named name from queue walk_q reads. */
+static long claim_buffers(const char *ex, const char *name)
+{
+    const char *vals[2] = {ex, name};
+    PGresult *r = query("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
+                        " SELECT * FROM cairn.claim($1, ARRAY[$2], 1, 10, ARRAY['walk_q'])",
+                        2, vals);
+    const char *plan = PQgetvalue(r, 0, 0);
+    const char *hit = strstr(plan, "\"Shared Hit Blocks\": ");
+    const char *read = strstr(plan, "\"Shared Read Blocks\": ");
+    long n = (hit ? atol(hit + strlen("\"Shared Hit Blocks\": ")) : -1) +
+             (read ? atol(read + strlen("\"Shared Read Blocks\": ")) : 0);
+    PQclear(r);
+    if (!hit)
+        fail_msg("no buffer counts in the claim's plan: %s", plan);
+    return n;
+}
+
+/*
+ * Services sharing a database each claim their own names. A backlog of a
+ * name this executor does not run, queued ahead of one it does, must cost
+ * its claims nothing: the claim looks up each registered name in the
+ * queued index instead of reading the queue in order and skipping. Read
+ * as buffers, not time: a claim that walked the backlog reads every entry.
+ */
+static void test_claim_skips_other_names(void **state)
+{
+    (void)state;
+    cairn *h = open_handle(&(handle_cfg){.executor = "walk", .workers = 1, .poll_ms = 1000, .start = 1});
+    char n[16];
+    snprintf(n, sizeof n, "%d", WALK_BACKLOG);
+    const char *vals[1] = {n};
+    PQclear(query("SELECT count(cairn.enqueue('walk_unserved', NULL, queue => 'walk_q'))"
+                  "  FROM generate_series(1, $1::int)",
+                  1, vals));
+    PQclear(query("SELECT cairn.enqueue('walk_served', '1', queue => 'walk_q', id => 'walk-1')", 0, NULL));
+    PQclear(query("ANALYZE cairn.workflow_status", 0, NULL));
+    /* The first claim of the session also plans the function's statements; this one claims nothing. */
+    (void)claim_buffers("walk", "walk_nothing");
+    long with_backlog = claim_buffers("walk", "walk_served");
+    const char *id[1] = {"walk-1"};
+    char st[32];
+    q_text("SELECT status || ':' || coalesce(executor_id, '-') FROM cairn.workflow_status WHERE id = $1", 1, id, st,
+           sizeof st);
+    cairn_close(h);
+    PQclear(query("DELETE FROM cairn.workflow_status WHERE queue = 'walk_q'", 0, NULL));
+    print_message("a claim of one workflow behind %d of another name read %ld buffers\n", WALK_BACKLOG,
+                  with_backlog);
+    assert_string_equal(st, "PENDING:walk");
+    /* A claim that walked the backlog reads thousands (every leaf page, and every heap row for its name). */
+    if (with_backlog > 300)
+        fail_msg("the claim read %ld buffers: it walked the %d workflows of another name", with_backlog,
+                 WALK_BACKLOG);
+}
+
 /* ---- 9. versions and names nobody runs ---------------------------------- */
 
 static void test_versions(void **state)
@@ -1447,6 +1506,7 @@ int main(void)
         cmocka_unit_test(test_dedup),
         cmocka_unit_test(test_delay),
         cmocka_unit_test(test_no_starvation),
+        cmocka_unit_test(test_claim_skips_other_names),
         cmocka_unit_test(test_versions),
         cmocka_unit_test(test_bad_input_and_json),
         cmocka_unit_test(test_queued_start),
