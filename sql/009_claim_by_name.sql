@@ -11,11 +11,15 @@
 --
 -- The index now leads with the queue and then the name, and a claim asks,
 -- for each name it may run, for the first few in (priority, created_at)
--- order, then merges them: work of other names costs it nothing, however
--- much of it waits. The candidates are read without locks and then locked
--- by primary key with FOR UPDATE SKIP LOCKED, which re-tests status on the
--- newest row version; twice as many candidates as wanted are read so that
--- rows a concurrent claim holds can be skipped without coming back short.
+-- order with FOR UPDATE SKIP LOCKED, then merges them: work of other names
+-- costs it nothing, however much of it waits. With one name this is the
+-- scan of version 8 exactly; with several, each name's scan skips what
+-- concurrent claims hold, as before, and the rows past the merged limit
+-- stay locked only until the claim commits, moments later (a concurrent
+-- claim skips them meanwhile). Reading the candidates without locks and
+-- locking afterwards would lock fewer rows, but a second claimer would then
+-- read the same candidates, find them held, and come back empty instead
+-- of reaching the work behind them (test_partition_exclusive caught it).
 --
 -- Delayed starts still sit in the same index entries and are still
 -- filtered, now within their own name only.
@@ -158,22 +162,17 @@ BEGIN
                               WHERE s.status = 'PENDING' AND s.queue = q AND s.partition_key IS NOT NULL
                               GROUP BY s.partition_key HAVING count(*) >= cfg.partition_concurrency);
                 RETURN QUERY
-                WITH look AS (
-                    SELECT k.id FROM unnest(p_names) AS n(nm)
+                WITH cand AS (
+                    SELECT k.id, k.partition_key, k.priority, k.created_at FROM unnest(p_names) AS n(nm)
                      CROSS JOIN LATERAL (
-                        SELECT x.id, x.priority, x.created_at FROM cairn.workflow_status x
+                        SELECT x.id, x.partition_key, x.priority, x.created_at FROM cairn.workflow_status x
                          WHERE x.status = 'ENQUEUED' AND x.queue = q AND x.name = n.nm AND x.available_at <= now()
                            AND (p_versions IS NULL OR x.app_version IS NULL OR x.app_version = ANY (p_versions))
                            AND (x.partition_key IS NULL OR x.partition_key <> ALL (sat))
                          ORDER BY x.priority, x.created_at
-                         LIMIT greatest(cap * 4, 100)) k
+                         LIMIT greatest(cap * 4, 100) FOR UPDATE SKIP LOCKED) k
                      ORDER BY k.priority, k.created_at
                      LIMIT greatest(cap * 4, 100)),
-                cand AS (
-                    SELECT x.id, x.partition_key, x.priority, x.created_at FROM cairn.workflow_status x
-                     WHERE x.id = ANY (ARRAY(SELECT look.id FROM look)) AND x.status = 'ENQUEUED' AND x.queue = q
-                     ORDER BY x.priority, x.created_at
-                     FOR UPDATE SKIP LOCKED),
                 run AS (
                     SELECT s.partition_key, count(*) AS n FROM cairn.workflow_status s
                      WHERE s.status = 'PENDING' AND s.queue = q
@@ -214,22 +213,16 @@ BEGIN
                                'workflow was interrupted %s times (its executor died during each run); moved to DEAD_LETTER',
                                s.attempts), 'attempts', s.attempts) ELSE s.error END
                      WHERE s.id = ANY (ARRAY(
-                        SELECT x.id FROM cairn.workflow_status x
-                         WHERE x.id = ANY (ARRAY(
-                                SELECT k.id FROM unnest(p_names) AS n(nm)
-                                 CROSS JOIN LATERAL (
-                                    SELECT y.id, y.priority, y.created_at FROM cairn.workflow_status y
-                                     WHERE y.status = 'ENQUEUED' AND y.queue = q AND y.name = n.nm
-                                       AND y.available_at <= now()
-                                       AND (p_versions IS NULL OR y.app_version IS NULL
-                                            OR y.app_version = ANY (p_versions))
-                                     ORDER BY y.priority, y.created_at
-                                     LIMIT cap * 2) k
-                                 ORDER BY k.priority, k.created_at
-                                 LIMIT cap * 2))
-                           AND x.status = 'ENQUEUED' AND x.queue = q
-                         ORDER BY x.priority, x.created_at
-                         LIMIT cap FOR UPDATE SKIP LOCKED))
+                        SELECT k.id FROM unnest(p_names) AS n(nm)
+                         CROSS JOIN LATERAL (
+                            SELECT x.id, x.priority, x.created_at FROM cairn.workflow_status x
+                             WHERE x.status = 'ENQUEUED' AND x.queue = q AND x.name = n.nm
+                               AND x.available_at <= now()
+                               AND (p_versions IS NULL OR x.app_version IS NULL OR x.app_version = ANY (p_versions))
+                             ORDER BY x.priority, x.created_at
+                             LIMIT cap FOR UPDATE SKIP LOCKED) k
+                         ORDER BY k.priority, k.created_at
+                         LIMIT cap))
                     RETURNING s.id, s.name, s.attempts, s.status, s.input)
                 SELECT c.id, c.name, c.attempts, c.status, c.input,
                        EXISTS (SELECT 1 FROM cairn.steps st WHERE st.workflow_id = c.id), NULL::integer
