@@ -7,7 +7,8 @@
  * registered here, and only as many as there are idle executor threads.
  * When there is nothing to claim it arms the wake-up flag (cairn.wakeup),
  * looks once more, and sleeps on its LISTEN connection until a NOTIFY, a
- * finished run freeing a thread, the next heartbeat or the poll interval.
+ * finished run freeing a thread, the next heartbeat or the poll interval;
+ * a claim that left threads free raises the flag too, rate-limited.
  * When work waits behind a limit it looks again after the claim's hint
  * instead, backing off while other executors hold the queue.
  */
@@ -23,6 +24,7 @@
 
 #define CLAIM_MAX 64
 #define SETTLE_MS 20 /* the look after raising the wake-up flag (see dispatcher_main) */
+#define ARM_GAP_MS 100 /* at most one raise of the flag per this many ms after claims that left threads free */
 
 void cairn__dispatch_poke(cairn *h)
 {
@@ -234,6 +236,15 @@ static void *dispatcher_main(void *arg)
      */
     int idle = 0, woke = WOKE_TIMEOUT, cron_only = 0;
     /*
+     * When the flag was last raised (or found up). A claim that took less
+     * than it wanted raises it again at most every ARM_GAP_MS, so that
+     * another process's enqueue wakes threads left free beside a long run
+     * (no run end would), while under steady load, where such claims come
+     * after every run end, enqueues notify at most that often.
+     */
+    long long last_arm = 0;
+    long long arm_due = 0; /* when a partial claim may next raise the flag (0: no raise waits) */
+    /*
      * Monotonic time at which the next suspended workflow the database
      * knows of is due (0: none known). Kept across iterations: a wake-up
      * that skips the claim (a thread came free) must not forget it, or the
@@ -319,8 +330,26 @@ static void *dispatcher_main(void *arg)
                 db_wake = wake_ms >= 0 ? cairn__now_ms() + wake_ms : 0;
             if (got > 0)
                 contention_ms = 10;
-            if (got == want)
+            if (got == want) {
+                arm_due = 0;
                 continue; /* there may be more */
+            }
+            if (got > 0 && retry_ms < 0) {
+                /* Threads are left free and the queues are empty for us: as when idle, but rate-limited. */
+                long long now = cairn__now_ms();
+                if (now - last_arm < ARM_GAP_MS) {
+                    arm_due = last_arm + ARM_GAP_MS;
+                } else {
+                    int raised = arm(&c);
+                    if (raised < 0) {
+                        cairn__conn_drop(&c);
+                        continue;
+                    }
+                    last_arm = now;
+                    arm_due = 0;
+                    settle = raised; /* an enqueue may just have missed the flag (see below) */
+                }
+            }
             if (got == 0 && retry_ms < 0) {
                 /* Idle: ask enqueuers to wake us; if the flag was down, one may just have
                  * missed it, so look once more. */
@@ -329,6 +358,8 @@ static void *dispatcher_main(void *arg)
                     cairn__conn_drop(&c);
                     continue;
                 }
+                last_arm = cairn__now_ms();
+                arm_due = 0;
                 got = raised ? claim(h, &c, want, &retry_ms, &wake_ms) : 0;
                 if (got < 0) {
                     cairn__conn_drop(&c);
@@ -364,6 +395,12 @@ static void *dispatcher_main(void *arg)
         }
         if (settle && timeout > SETTLE_MS)
             timeout = SETTLE_MS;
+        /* A partial claim that could not raise the flag yet comes back when it may. */
+        if (arm_due && free_threads > 0) {
+            long long until = arm_due - cairn__now_ms();
+            if (until < timeout)
+                timeout = until > 0 ? (int)until : 0;
+        }
         /* The next suspended workflow to wake, as the database or this process knows it. */
         if (db_wake) {
             long long until = db_wake - cairn__now_ms();

@@ -18,6 +18,7 @@ static atomic_int runs[MANY];     /* executions per workflow of the "many" test 
 static atomic_int order_pos;
 static int order_seen[8];         /* priorities in the order their workflows ran */
 static atomic_llong first_step_ms; /* when the latency test's step ran */
+static atomic_int hold_release;    /* set to let the "hold" workflow finish */
 
 static long long now_ms(void)
 {
@@ -51,6 +52,19 @@ static int step_stamp(cairn_step_ctx *s, const char *in, char **out, void *u)
     return CAIRN_OK;
 }
 
+/* Runs until the test releases it (at most 30 s), keeping one executor thread busy. */
+static int step_hold(cairn_step_ctx *s, const char *in, char **out, void *u)
+{
+    for (int i = 0; i < 3000 && !atomic_load(&hold_release); i++)
+        usleep(10 * 1000);
+    return CAIRN_OK;
+}
+
+static int wf_hold(cairn_ctx *ctx, const char *in, char **out, void *u)
+{
+    return cairn_step(ctx, "hold", in, NULL);
+}
+
 static int wf_count(cairn_ctx *ctx, const char *in, char **out, void *u)
 {
     return cairn_step(ctx, "count", in, out);
@@ -77,6 +91,8 @@ static cairn *unstarted_worker(const char *executor, int workers, int poll_ms)
     T_OK(h, cairn_register_step(h, "count", step_count, NULL, NULL));
     T_OK(h, cairn_register_step(h, "order", step_order, NULL, NULL));
     T_OK(h, cairn_register_step(h, "stamp", step_stamp, NULL, NULL));
+    T_OK(h, cairn_register_step(h, "hold", step_hold, NULL, NULL));
+    T_OK(h, cairn_register_workflow(h, "hold", wf_hold, NULL));
     T_OK(h, cairn_register_workflow(h, "count", wf_count, NULL));
     T_OK(h, cairn_register_workflow(h, "order", wf_order, NULL));
     T_OK(h, cairn_register_workflow(h, "stamp", wf_stamp, NULL));
@@ -209,6 +225,44 @@ static void test_idle_dispatcher_woken_by_notify(void **state)
     cairn_close(h);
 }
 
+/*
+ * A dispatcher with one thread busy on a long run and one free has no run
+ * end to wake it. Another process's enqueue must still reach it through
+ * the NOTIFY, not its 60 s poll: a claim that took less than it wanted
+ * raises the wake-up flag (at most every 100 ms).
+ */
+static void test_busy_dispatcher_woken_by_notify(void **state)
+{
+    cairn *h = worker("disp-busy", 2, 60000);
+    usleep(300 * 1000); /* idle first: the flag is up, so the first enqueue notifies */
+    atomic_store(&hold_release, 0);
+    t_exec("SELECT cairn.enqueue('hold', 'null', id => 'busy-hold')");
+    long running = wait_count("SELECT count(*) FROM cairn.workflows WHERE id = 'busy-hold' AND status = 'PENDING'", 1,
+                              10000);
+    assert_int_equal(running, 1);
+    /*
+     * The claim that took the long run wanted two. The enqueue of it
+     * cleared the flag; give the dispatcher its gap to raise it again.
+     */
+    usleep(300 * 1000);
+    assert_int_equal(t_scalar("SELECT armed::int FROM cairn.wakeup"), 1);
+    atomic_store(&first_step_ms, 0);
+    long long t0 = now_ms();
+    t_exec("SELECT cairn.enqueue('stamp', 'null', id => 'busy-stamp')");
+    long done = wait_count("SELECT count(*) FROM cairn.workflows WHERE id = 'busy-stamp' AND status = 'SUCCESS'", 1,
+                           10000);
+    atomic_store(&hold_release, 1);
+    assert_int_equal(done, 1);
+    long long latency = atomic_load(&first_step_ms) - t0;
+    print_message("beside a long run: enqueue commit to first step: %lld ms\n", latency);
+    if (latency > 5000)
+        fail_msg("the dispatcher with a free thread took %lld ms: it polled instead of being woken", latency);
+    assert_int_equal(wait_count("SELECT count(*) FROM cairn.workflows WHERE id = 'busy-hold' AND status = 'SUCCESS'",
+                                1, 10000),
+                     1);
+    cairn_close(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_priority_order),
         cmocka_unit_test(test_delay_not_before_time),
         cmocka_unit_test(test_idle_dispatcher_woken_by_notify),
+        cmocka_unit_test(test_busy_dispatcher_woken_by_notify),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
