@@ -19,7 +19,7 @@
 -- claim skips them meanwhile). Reading the candidates without locks and
 -- locking afterwards would lock fewer rows, but a second claimer would then
 -- read the same candidates, find them held, and come back empty instead
--- of reaching the work behind them (test_partition_exclusive caught it).
+-- of reaching the work behind them.
 --
 -- Delayed starts still sit in the same index entries and are still
 -- filtered, now within their own name only.
