@@ -20,6 +20,10 @@
 --                 data-modifying query.
 --   lean_plain    lean with a plain INSERT instead of INSERT ... ON CONFLICT
 --                 DO NOTHING on the common path.
+--   trigger       not a variant of the function: the application's INSERT
+--                 into a table whose AFTER INSERT trigger is the library's own
+--                 cairn.enqueue_row, so the transaction has A's three
+--                 statements and the enqueue costs no round trip.
 
 DROP SCHEMA IF EXISTS cairn_bench_variants CASCADE;
 CREATE SCHEMA cairn_bench_variants;
@@ -272,3 +276,7 @@ BEGIN
     RETURN got;
 END
 $$;
+
+CREATE TABLE cairn_bench_variants.app_trig (id bigserial PRIMARY KEY, v int);
+CREATE TRIGGER enqueue AFTER INSERT ON cairn_bench_variants.app_trig
+    FOR EACH ROW EXECUTE FUNCTION cairn.enqueue_row('bench_noop');

@@ -83,6 +83,7 @@ variants=(
   --variant "lean=$ins; SELECT cairn_bench_variants.enqueue_lean($in)"
   --variant "lean_plain=$ins; SELECT cairn_bench_variants.enqueue_lean_plain($in)"
   --variant "one_statement=WITH a AS ($ins) SELECT cairn_bench_variants.enqueue_lean_plain($in)"
+  --variant "trigger=INSERT INTO cairn_bench_variants.app_trig(v) VALUES (1)"
   --variant "row_only=WITH a AS ($ins) INSERT INTO cairn.workflow_status (id, name, status, queue, input) VALUES (cairn_bench_variants.uuid7(), 'bench_noop', 'ENQUEUED', 'default', '{\"n\":1}')"
 )
 

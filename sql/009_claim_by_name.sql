@@ -10,19 +10,26 @@
 -- took 300 ms (bench/README.md, 2026-12-06).
 --
 -- The index now leads with the queue and then the name, and a claim asks,
--- for each name it may run, for the first few in (priority, created_at)
+-- for each name it may run, for the first few in (priority, available_at)
 -- order with FOR UPDATE SKIP LOCKED, then merges them: work of other names
--- costs it nothing, however much of it waits. With one name this is the
--- scan of version 8 exactly; with several, each name's scan skips what
--- concurrent claims hold, as before, and the rows past the merged limit
--- stay locked only until the claim commits, moments later (a concurrent
--- claim skips them meanwhile). Reading the candidates without locks and
--- locking afterwards would lock fewer rows, but a second claimer would then
--- read the same candidates, find them held, and come back empty instead
--- of reaching the work behind them.
+-- costs it nothing, however much of it waits. With several names, each
+-- name's scan skips what concurrent claims hold, as before, and the rows
+-- past the merged limit stay locked only until the claim commits, moments
+-- later (a concurrent claim skips them meanwhile). Reading the candidates
+-- without locks and locking afterwards would lock fewer rows, but a second
+-- claimer would then read the same candidates, find them held, and come
+-- back empty instead of reaching the work behind them.
 --
--- Delayed starts still sit in the same index entries and are still
--- filtered, now within their own name only.
+-- Within a priority, work is now taken in the order it became due
+-- (available_at) instead of the order it was enqueued (created_at), as
+-- graphile-worker orders by run_at. For work enqueued without a delay the
+-- two are the same time. A start delayed into the future sorts where it
+-- will be due, after everything due now, so a claim reads the due entries
+-- first and stops; it reads delayed entries only when the due ones of
+-- that priority are fewer than it wants, and then in the index alone
+-- (available_at is a key column), without visiting their rows. Until
+-- version 8, a backlog of delayed starts queued ahead of due ones cost
+-- every claim a heap visit per delayed workflow.
 --
 -- Libraries of version 8 run unchanged against this schema (cairn.claim
 -- keeps its signature; their eager-start test reads the index by queue
@@ -35,7 +42,7 @@
 -- build was done. Dropped last, it is held only for the moments up to
 -- COMMIT. Measured: 0.25 s for a table of 1,000,000 workflows (100,000 of
 -- them ENQUEUED).
-CREATE INDEX workflow_status_queued_by_name ON cairn.workflow_status (queue, name, priority, created_at)
+CREATE INDEX workflow_status_queued_by_name ON cairn.workflow_status (queue, name, priority, available_at)
     WHERE status = 'ENQUEUED';
 DROP INDEX cairn.workflow_status_queued;
 ALTER INDEX cairn.workflow_status_queued_by_name RENAME TO workflow_status_queued;
@@ -171,15 +178,15 @@ BEGIN
                               GROUP BY s.partition_key HAVING count(*) >= cfg.partition_concurrency);
                 RETURN QUERY
                 WITH cand AS (
-                    SELECT k.id, k.partition_key, k.priority, k.created_at FROM unnest(p_names) AS n(nm)
+                    SELECT k.id, k.partition_key, k.priority, k.available_at FROM unnest(p_names) AS n(nm)
                      CROSS JOIN LATERAL (
-                        SELECT x.id, x.partition_key, x.priority, x.created_at FROM cairn.workflow_status x
+                        SELECT x.id, x.partition_key, x.priority, x.available_at FROM cairn.workflow_status x
                          WHERE x.status = 'ENQUEUED' AND x.queue = q AND x.name = n.nm AND x.available_at <= now()
                            AND (p_versions IS NULL OR x.app_version IS NULL OR x.app_version = ANY (p_versions))
                            AND (x.partition_key IS NULL OR x.partition_key <> ALL (sat))
-                         ORDER BY x.priority, x.created_at
+                         ORDER BY x.priority, x.available_at
                          LIMIT greatest(cap * 4, 100) FOR UPDATE SKIP LOCKED) k
-                     ORDER BY k.priority, k.created_at
+                     ORDER BY k.priority, k.available_at
                      LIMIT greatest(cap * 4, 100)),
                 run AS (
                     SELECT s.partition_key, count(*) AS n FROM cairn.workflow_status s
@@ -189,11 +196,11 @@ BEGIN
                 pick AS (
                     SELECT k.id FROM (
                         SELECT cand.*, row_number() OVER (PARTITION BY cand.partition_key
-                                                          ORDER BY cand.priority, cand.created_at) AS rn
+                                                          ORDER BY cand.priority, cand.available_at) AS rn
                           FROM cand) k
                       LEFT JOIN run ON run.partition_key = k.partition_key
                      WHERE k.partition_key IS NULL OR k.rn + coalesce(run.n, 0) <= cfg.partition_concurrency
-                     ORDER BY k.priority, k.created_at
+                     ORDER BY k.priority, k.available_at
                      LIMIT cap),
                 c AS (
                     UPDATE cairn.workflow_status s
@@ -223,13 +230,13 @@ BEGIN
                      WHERE s.id = ANY (ARRAY(
                         SELECT k.id FROM unnest(p_names) AS n(nm)
                          CROSS JOIN LATERAL (
-                            SELECT x.id, x.priority, x.created_at FROM cairn.workflow_status x
+                            SELECT x.id, x.priority, x.available_at FROM cairn.workflow_status x
                              WHERE x.status = 'ENQUEUED' AND x.queue = q AND x.name = n.nm
                                AND x.available_at <= now()
                                AND (p_versions IS NULL OR x.app_version IS NULL OR x.app_version = ANY (p_versions))
-                             ORDER BY x.priority, x.created_at
+                             ORDER BY x.priority, x.available_at
                              LIMIT cap FOR UPDATE SKIP LOCKED) k
-                         ORDER BY k.priority, k.created_at
+                         ORDER BY k.priority, k.available_at
                          LIMIT cap))
                     RETURNING s.id, s.name, s.attempts, s.status, s.input)
                 SELECT c.id, c.name, c.attempts, c.status, c.input,

@@ -55,7 +55,7 @@ typedef struct stmt {
     "                       OR c.rate_limit IS NOT NULL OR c.partition_concurrency IS NOT NULL))" \
     " AND (SELECT 1 FROM cairn.workflow_status x" \
     "       WHERE x.status = 'ENQUEUED' AND x.queue = " queue " AND x.available_at <= now()" \
-    "       ORDER BY x.name, x.priority, x.created_at LIMIT 1) IS NULL" \
+    "       ORDER BY x.name, x.priority, x.available_at LIMIT 1) IS NULL" \
     " AND EXISTS (SELECT 1 FROM cairn.executors x WHERE x.id = $10 AND x.state = 'LIVE'))"
 
 static const stmt statements[CAIRN__Q_COUNT] = {

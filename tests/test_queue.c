@@ -989,6 +989,34 @@ static void test_claim_skips_other_names(void **state)
     if (with_backlog > 300)
         fail_msg("the claim read %ld buffers: it walked the %d workflows of another name", with_backlog,
                  WALK_BACKLOG);
+
+    /*
+     * Starts of the claimed name delayed by an hour, enqueued before a due
+     * one: they sort where they will be due, so the claim takes the due one
+     * without reading them.
+     */
+    h = open_handle(&(handle_cfg){.executor = "walk", .workers = 1, .poll_ms = 1000, .start = 1});
+    PQclear(query("SELECT count(cairn.enqueue('walk_served', '1', queue => 'walk_q', delay => '1 hour'))"
+                  "  FROM generate_series(1, $1::int)",
+                  1, vals));
+    PQclear(query("SELECT cairn.enqueue('walk_served', '1', queue => 'walk_q', id => 'walk-2')", 0, NULL));
+    PQclear(query("ANALYZE cairn.workflow_status", 0, NULL));
+    (void)claim_buffers("walk", "walk_nothing");
+    long behind_delayed = claim_buffers("walk", "walk_served");
+    const char *id2[1] = {"walk-2"};
+    q_text("SELECT status || ':' || coalesce(executor_id, '-') FROM cairn.workflow_status WHERE id = $1", 1, id2, st,
+           sizeof st);
+    long still = q_long1("SELECT count(*) FROM cairn.workflow_status WHERE queue = $1 AND status = 'ENQUEUED'",
+                         "walk_q");
+    cairn_close(h);
+    PQclear(query("DELETE FROM cairn.workflow_status WHERE queue = 'walk_q'", 0, NULL));
+    print_message("a claim of one due workflow behind %d delayed ones of its name read %ld buffers\n", WALK_BACKLOG,
+                  behind_delayed);
+    assert_string_equal(st, "PENDING:walk");
+    assert_int_equal(still, WALK_BACKLOG); /* none of the delayed ones was taken */
+    if (behind_delayed > 300)
+        fail_msg("the claim read %ld buffers: it walked the %d delayed workflows ahead of the due one", behind_delayed,
+                 WALK_BACKLOG);
 }
 
 /* ---- 9. versions and names nobody runs ---------------------------------- */
