@@ -661,7 +661,8 @@ typedef struct cairn_enqueue_options {
     size_t size;           /* sizeof(cairn_enqueue_options) */
     const char *id;        /* workflow ID; NULL: a new UUIDv7 */
     const char *queue;     /* NULL: "default" */
-    int priority;          /* lower values run first; default 0 */
+    int priority;          /* lower values run first; default 0; within a priority, in the order they became
+                              due (the enqueue's time plus delay_ms) */
     int delay_ms;          /* do not start before this many milliseconds after the enqueuing transaction began
                               (database clock) */
     const char *dedup_key; /* at most one live (ENQUEUED or PENDING) workflow per queue and key; a repeat
