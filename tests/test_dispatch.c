@@ -206,19 +206,32 @@ static void test_delay_not_before_time(void **state)
     cairn_close(h);
 }
 
+/*
+ * Enqueues a "stamp" workflow from SQL under `id` and waits (10 s at most)
+ * for it to succeed; *done is 1 if it did. Returns the milliseconds from
+ * the enqueue's commit to its step.
+ */
+static long long enqueue_stamp(const char *id, long *done)
+{
+    char sql[160];
+    atomic_store(&first_step_ms, 0);
+    long long t0 = now_ms();
+    snprintf(sql, sizeof sql, "SELECT cairn.enqueue('stamp', 'null', id => '%s')", id);
+    t_exec(sql);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM cairn.workflows WHERE id = '%s' AND status = 'SUCCESS'", id);
+    *done = wait_count(sql, 1, 10000);
+    return atomic_load(&first_step_ms) - t0;
+}
+
 static void test_idle_dispatcher_woken_by_notify(void **state)
 {
     /* A 60 s poll interval: only the NOTIFY can start this workflow promptly. */
     cairn *h = worker("disp-notify", 2, 60000);
     usleep(300 * 1000); /* let the dispatcher go idle and arm the flag */
     assert_int_equal(t_scalar("SELECT armed::int FROM cairn.wakeup"), 1);
-    atomic_store(&first_step_ms, 0);
-    long long t0 = now_ms();
-    t_exec("SELECT cairn.enqueue('stamp', 'null', id => 'notify-1')");
-    long done = wait_count("SELECT count(*) FROM cairn.workflows WHERE id = 'notify-1' AND status = 'SUCCESS'", 1,
-                           10000);
+    long done = 0;
+    long long latency = enqueue_stamp("notify-1", &done);
     assert_int_equal(done, 1);
-    long long latency = atomic_load(&first_step_ms) - t0;
     print_message("enqueue commit to first step: %lld ms\n", latency);
     if (latency > 5000)
         fail_msg("the idle dispatcher took %lld ms: it polled instead of being woken", latency);
@@ -246,14 +259,10 @@ static void test_busy_dispatcher_woken_by_notify(void **state)
      */
     usleep(300 * 1000);
     assert_int_equal(t_scalar("SELECT armed::int FROM cairn.wakeup"), 1);
-    atomic_store(&first_step_ms, 0);
-    long long t0 = now_ms();
-    t_exec("SELECT cairn.enqueue('stamp', 'null', id => 'busy-stamp')");
-    long done = wait_count("SELECT count(*) FROM cairn.workflows WHERE id = 'busy-stamp' AND status = 'SUCCESS'", 1,
-                           10000);
+    long done = 0;
+    long long latency = enqueue_stamp("busy-stamp", &done);
     atomic_store(&hold_release, 1);
     assert_int_equal(done, 1);
-    long long latency = atomic_load(&first_step_ms) - t0;
     print_message("beside a long run: enqueue commit to first step: %lld ms\n", latency);
     if (latency > 5000)
         fail_msg("the dispatcher with a free thread took %lld ms: it polled instead of being woken", latency);

@@ -961,27 +961,41 @@ static long claim_buffers(const char *ex, const char *name)
  * queued index instead of reading the queue in order and skipping. Read
  * as buffers, not time: a claim that walked the backlog reads every entry.
  */
-static void test_claim_skips_other_names(void **state)
+/*
+ * Enqueues WALK_BACKLOG workflows into walk_q with backlog_sql ($1 is the
+ * count), then one due walk_served workflow, due_id, behind them, and
+ * returns the buffers that one claim of walk_served read. *status gets
+ * due_id's "status:executor" after the claim, *left the ENQUEUED count of
+ * walk_q; the queue is emptied again.
+ */
+static long claim_behind(const char *backlog_sql, const char *due_id, char *status, size_t len, long *left)
 {
-    (void)state;
     cairn *h = open_handle(&(handle_cfg){.executor = "walk", .workers = 1, .poll_ms = 1000, .start = 1});
     char n[16];
     snprintf(n, sizeof n, "%d", WALK_BACKLOG);
-    const char *vals[1] = {n};
-    PQclear(query("SELECT count(cairn.enqueue('walk_unserved', NULL, queue => 'walk_q'))"
-                  "  FROM generate_series(1, $1::int)",
-                  1, vals));
-    PQclear(query("SELECT cairn.enqueue('walk_served', '1', queue => 'walk_q', id => 'walk-1')", 0, NULL));
+    const char *vals[2] = {n, due_id};
+    PQclear(query(backlog_sql, 1, vals));
+    PQclear(query("SELECT cairn.enqueue('walk_served', '1', queue => 'walk_q', id => $1)", 1, vals + 1));
     PQclear(query("ANALYZE cairn.workflow_status", 0, NULL));
     /* The first claim of the session also plans the function's statements; this one claims nothing. */
     (void)claim_buffers("walk", "walk_nothing");
-    long with_backlog = claim_buffers("walk", "walk_served");
-    const char *id[1] = {"walk-1"};
-    char st[32];
-    q_text("SELECT status || ':' || coalesce(executor_id, '-') FROM cairn.workflow_status WHERE id = $1", 1, id, st,
-           sizeof st);
+    long buffers = claim_buffers("walk", "walk_served");
+    q_text("SELECT status || ':' || coalesce(executor_id, '-') FROM cairn.workflow_status WHERE id = $1", 1, vals + 1,
+           status, len);
+    *left = q_long1("SELECT count(*) FROM cairn.workflow_status WHERE queue = $1 AND status = 'ENQUEUED'", "walk_q");
     cairn_close(h);
     PQclear(query("DELETE FROM cairn.workflow_status WHERE queue = 'walk_q'", 0, NULL));
+    return buffers;
+}
+
+static void test_claim_skips_other_names(void **state)
+{
+    (void)state;
+    char st[32];
+    long left = 0;
+    long with_backlog = claim_behind("SELECT count(cairn.enqueue('walk_unserved', NULL, queue => 'walk_q'))"
+                                     "  FROM generate_series(1, $1::int)",
+                                     "walk-1", st, sizeof st, &left);
     print_message("a claim of one workflow behind %d of another name read %ld buffers\n", WALK_BACKLOG,
                   with_backlog);
     assert_string_equal(st, "PENDING:walk");
@@ -995,25 +1009,14 @@ static void test_claim_skips_other_names(void **state)
      * one: they sort where they will be due, so the claim takes the due one
      * without reading them.
      */
-    h = open_handle(&(handle_cfg){.executor = "walk", .workers = 1, .poll_ms = 1000, .start = 1});
-    PQclear(query("SELECT count(cairn.enqueue('walk_served', '1', queue => 'walk_q', delay => '1 hour'))"
-                  "  FROM generate_series(1, $1::int)",
-                  1, vals));
-    PQclear(query("SELECT cairn.enqueue('walk_served', '1', queue => 'walk_q', id => 'walk-2')", 0, NULL));
-    PQclear(query("ANALYZE cairn.workflow_status", 0, NULL));
-    (void)claim_buffers("walk", "walk_nothing");
-    long behind_delayed = claim_buffers("walk", "walk_served");
-    const char *id2[1] = {"walk-2"};
-    q_text("SELECT status || ':' || coalesce(executor_id, '-') FROM cairn.workflow_status WHERE id = $1", 1, id2, st,
-           sizeof st);
-    long still = q_long1("SELECT count(*) FROM cairn.workflow_status WHERE queue = $1 AND status = 'ENQUEUED'",
-                         "walk_q");
-    cairn_close(h);
-    PQclear(query("DELETE FROM cairn.workflow_status WHERE queue = 'walk_q'", 0, NULL));
+    long behind_delayed =
+        claim_behind("SELECT count(cairn.enqueue('walk_served', '1', queue => 'walk_q', delay => '1 hour'))"
+                     "  FROM generate_series(1, $1::int)",
+                     "walk-2", st, sizeof st, &left);
     print_message("a claim of one due workflow behind %d delayed ones of its name read %ld buffers\n", WALK_BACKLOG,
                   behind_delayed);
     assert_string_equal(st, "PENDING:walk");
-    assert_int_equal(still, WALK_BACKLOG); /* none of the delayed ones was taken */
+    assert_int_equal(left, WALK_BACKLOG); /* none of the delayed ones was taken */
     if (behind_delayed > 300)
         fail_msg("the claim read %ld buffers: it walked the %d delayed workflows ahead of the due one", behind_delayed,
                  WALK_BACKLOG);
