@@ -732,6 +732,21 @@ static void test_idempotence(void **state)
     T_OK(NULL, cairn_send(app, "idem-1", "payment", "2", "msg-2"));
     T_OK(NULL, cairn_send(app, "idem-1", "payment", "3", "msg-2"));
     assert_int_equal(count_rows().messages, before.messages + 1);
+    /*
+     * Once the workflow has read the message, a late repeat (a sender
+     * retrying after a lost connection) still stores nothing.
+     */
+    expect_first(app, "SELECT cairn.send('idem-1', 'late', '\"first\"', message_id => 'msg-late')", 0, NULL, "t");
+    expect_first(db, "SELECT output::text FROM cairn.receive('idem-1', 900, 'late')", 0, NULL, "\"first\"");
+    assert_int_equal(number(db, "SELECT count(*) FROM cairn.messages WHERE workflow_id = 'idem-1' AND topic = 'late'", 0,
+                            NULL),
+                     0);
+    expect_first(app, "SELECT cairn.send('idem-1', 'late', '\"again\"', message_id => 'msg-late')", 0, NULL, "f");
+    T_OK(NULL, cairn_send(app, "idem-1", "late", "\"again\"", "msg-late"));
+    assert_int_equal(number(db, "SELECT count(*) FROM cairn.messages WHERE workflow_id = 'idem-1' AND topic = 'late'", 0,
+                            NULL),
+                     0);
+    assert_int_equal(number(db, "SELECT count(*) FROM cairn.receive('idem-1', 901, 'late')", 0, NULL), 0);
 
     /* An unknown workflow: 23503, nothing stored; C says CAIRN_ENOTFOUND. */
     before = count_rows();

@@ -59,6 +59,37 @@ static long q1(const char *sql, const char *p)
     return v;
 }
 
+/*
+ * Handles a test has open. A failed assertion leaves the test at once; the
+ * teardown closes what it left, so that its workers do not go on claiming
+ * the next test's workflows.
+ */
+static cairn *handles[8];
+
+static cairn *track(cairn *h)
+{
+    for (int i = 0; i < 8; i++)
+        if (!handles[i]) {
+            handles[i] = h;
+            return h;
+        }
+    fail_msg("more than 8 handles open in one test");
+    return h;
+}
+
+static cairn *track_open(const char *executor, int workers)
+{
+    return track(t_open(executor, workers));
+}
+
+static void close_handle(cairn *h)
+{
+    for (int i = 0; i < 8; i++)
+        if (handles[i] == h)
+            handles[i] = NULL;
+    cairn_close(h);
+}
+
 /* A handle with the test workflows registered and its workers running. */
 static cairn *open_worker(const char *executor, int workers, int suspend_after_ms)
 {
@@ -74,6 +105,7 @@ static cairn *open_worker(const char *executor, int workers, int suspend_after_m
     int rc = cairn_open(&h, &o);
     if (rc != CAIRN_OK)
         fail_msg("cairn_open: %s", h ? cairn_errmsg(h) : "out of memory");
+    track(h);
     T_OK(h, wait_flows_register(h));
     T_OK(h, cairn_start_workers(h));
     return h;
@@ -218,7 +250,7 @@ static void test_sleep_in_thread(void **state)
     if (until - created < 290 || woke < until)
         fail_msg("sleep of 300 ms: created %lld, until %lld, woke %lld", created, until, woke);
     assert_int_equal(q1("SELECT count(*) FROM cairn.workflow_status WHERE id = $1 AND wake_at IS NULL", "short-1"), 1);
-    cairn_close(h);
+    close_handle(h);
 }
 
 /* Long sleeps give their threads back: 30 sleepers on 2 threads all wait at once, and none wakes early. */
@@ -246,7 +278,7 @@ static void test_sleep_suspends(void **state)
             worst = woke - until;
     }
     printf("# 30 suspended sleepers on 2 threads: latest wake-up %lld ms after its time\n", worst);
-    cairn_close(h);
+    close_handle(h);
 }
 
 /*
@@ -262,7 +294,7 @@ static void test_sleep_due_after_pokes(void **state)
     cairn *a = open_worker("sleep-poke-a", 1, 100);
     start(a, "sleeper", "poked-1", "{\"ms\": 2500}", NULL);
     wait_suspended("poked-", 1, 20000);
-    cairn_close(a);
+    close_handle(a);
 
     cairn_options o;
     memset(&o, 0, sizeof o);
@@ -276,6 +308,7 @@ static void test_sleep_due_after_pokes(void **state)
     cairn *b = NULL;
     if (cairn_open(&b, &o) != CAIRN_OK)
         fail_msg("cairn_open: %s", b ? cairn_errmsg(b) : "out of memory");
+    track(b);
     T_OK(b, wait_flows_register(b));
     T_OK(b, cairn_start_workers(b));
     /* Short workflows that end on b's threads: each end pokes b's dispatcher. */
@@ -292,14 +325,14 @@ static void test_sleep_due_after_pokes(void **state)
     printf("# sleeper suspended elsewhere, dispatcher poked meanwhile: woke %lld ms after its time\n", woke - until);
     if (woke < until || woke - until > 2000)
         fail_msg("poked-1 woke %lld ms after its time (poll interval and heartbeat 12-60 s away)", woke - until);
-    cairn_close(b);
+    close_handle(b);
 }
 
 /* SIGKILL while sleeping (in the thread, and suspended): the sleep resumes and ends at its recorded time. */
 static void test_sleep_survives_kill(void **state)
 {
     (void)state;
-    cairn *client = t_open("sleep-client", 1);
+    cairn *client = track_open("sleep-client", 1);
     /* In the thread: the same executor ID comes back and resumes it from its checkpoint. */
     pid_t w = spawn("sleep-kill", 60000);
     start(client, "sleeper", "kill-thread", "{\"ms\": 3000}", "default");
@@ -329,7 +362,7 @@ static void test_sleep_survives_kill(void **state)
     if (woke < until || woke - until > 1500)
         fail_msg("killed suspended sleep: until %lld, woke %lld", until, woke);
     kill9(w);
-    cairn_close(client);
+    close_handle(client);
 }
 
 /* ---- messages --------------------------------------------------------------- */
@@ -344,6 +377,14 @@ static void test_recv_order(void **state)
     T_OK(h, cairn_send_message(h, "order-1", "a", "1", NULL));
     T_OK(h, cairn_send_message(h, "order-1", "a", "{\"two\": 2}", "m2"));
     T_OK(h, cairn_send_message(h, "order-1", "a", "{\"two\": 2}", "m2")); /* idempotent: stored once */
+    /* A repeat that comes after the workflow has read the first copy is not delivered either. */
+    long long end = mono_ms() + 20000;
+    while (q1("SELECT count(*) FROM cairn.messages WHERE workflow_id = 'order-1' AND topic = 'a'", NULL) > 0) {
+        if (mono_ms() > end)
+            fail_msg("order-1 did not read its first two messages within 20 s");
+        sleep_ms(10);
+    }
+    T_OK(h, cairn_send_message(h, "order-1", "a", "{\"two\": 2}", "m2"));
     T_OK(h, cairn_send_message(h, "order-1", "a", "3", NULL));
     expect_success(h, "order-1", 30000, "[1,{\"two\":2},3]");
     assert_int_equal(q1("SELECT count(*) FROM cairn.messages WHERE workflow_id = 'order-1' AND topic = 'a'", NULL), 0);
@@ -353,7 +394,7 @@ static void test_recv_order(void **state)
                         " AND error IS NULL",
                         NULL),
                      3);
-    cairn_close(h);
+    close_handle(h);
 }
 
 /* A receive that timed out is recorded as such, in the thread and suspended; a late message stays unread. */
@@ -376,7 +417,7 @@ static void test_recv_timeout(void **state)
                         NULL),
                      1);
     assert_int_equal(q1("SELECT count(*) FROM cairn.messages WHERE workflow_id = 'to-long'", NULL), 1);
-    cairn_close(h);
+    close_handle(h);
 }
 
 /*
@@ -403,7 +444,7 @@ static void test_recv_from_sql(void **state)
     printf("# message from SQL to a suspended workflow: result after %lld ms\n", mono_ms() - sent);
     expect_success(h, "sql-1", 30000, "[\"timeout\"]");
     assert_int_equal(q1("SELECT count(*) FROM cairn.messages WHERE workflow_id LIKE 'sql-%'", NULL), 0);
-    cairn_close(h);
+    close_handle(h);
 }
 
 /* Many workflows wait for messages on few threads; each gets its own. */
@@ -434,7 +475,7 @@ static void test_recv_many_waiters(void **state)
     while (q1("SELECT count(*) FROM cairn.pokes", NULL) > 0 && mono_ms() < end)
         sleep_ms(50);
     assert_int_equal(q1("SELECT count(*) FROM cairn.pokes", NULL), 0);
-    cairn_close(h);
+    close_handle(h);
 }
 
 /* A send from a workflow happens once, though the sender is replayed after each of its sleeps. */
@@ -449,7 +490,7 @@ static void test_ctx_send_once(void **state)
     assert_int_equal(q1("SELECT count(*) FROM cairn.steps WHERE workflow_id = 'once-tx' AND name = 'cairn.send'", NULL),
                      3);
     assert_int_equal(q1("SELECT count(*) FROM cairn.messages WHERE workflow_id = 'once-rx'", NULL), 0);
-    cairn_close(h);
+    close_handle(h);
 }
 
 /*
@@ -465,7 +506,7 @@ static void test_recv_survives_kills(void **state)
         seed = (unsigned)atoi(getenv("WAIT_SEED"));
     printf("# WAIT_SEED=%u\n", seed);
     srand(seed);
-    cairn *client = t_open("kill-client", 1);
+    cairn *client = track_open("kill-client", 1);
     const int n = 30;
     int suspend_after = 100;
     pid_t w = spawn("kill-rx", suspend_after);
@@ -498,7 +539,7 @@ static void test_recv_survives_kills(void **state)
     printf("# %d SIGKILLs while receiving 30 messages\n", kills);
     assert_true(kills > 0);
     kill9(w);
-    cairn_close(client);
+    close_handle(client);
 }
 
 /* ---- child workflows ------------------------------------------------------------ */
@@ -531,7 +572,7 @@ static void test_children(void **state)
                         " AND output->>'status' = 'SUCCESS' AND output->'result'->>'woke' IS NOT NULL",
                         NULL),
                      3);
-    cairn_close(h);
+    close_handle(h);
 }
 
 /* An await that times out is recorded; awaiting a workflow that is not a child works too (it is polled). */
@@ -549,14 +590,14 @@ static void test_await_timeout_and_other(void **state)
                         NULL),
                      1);
     expect_success(h, "par-to/1", 30000, NULL);
-    cairn_close(h);
+    close_handle(h);
 }
 
 /* SIGKILL while the children run: the parent resumes, and no child is started twice. */
 static void test_children_survive_kill(void **state)
 {
     (void)state;
-    cairn *client = t_open("child-client", 1);
+    cairn *client = track_open("child-client", 1);
     pid_t w = spawn("child-kill", 60000);
     start(client, "parent", "par-kill", "{\"n\": 3, \"child_ms\": 2500}", "default");
     long long end = mono_ms() + 20000;
@@ -570,7 +611,7 @@ static void test_children_survive_kill(void **state)
     assert_int_equal(
         q1("SELECT count(*) FROM cairn.steps WHERE workflow_id = 'par-kill' AND name = 'cairn.start_child'", NULL), 3);
     kill9(w);
-    cairn_close(client);
+    close_handle(client);
 }
 
 /* ---- bad input ------------------------------------------------------------------ */
@@ -600,7 +641,7 @@ static int bad_waits(cairn_ctx *ctx, const char *input, char **output, void *uda
 static void test_bad_input(void **state)
 {
     (void)state;
-    cairn *h = t_open("bad-waits", 1);
+    cairn *h = track_open("bad-waits", 1);
     T_RC(h, CAIRN_EINVAL, cairn_register_step(h, "cairn.sleep", (cairn_step_fn)bad_waits, NULL, NULL));
     T_OK(h, cairn_register_workflow(h, "bad_waits", bad_waits, NULL));
     T_OK(h, cairn_start_workers(h));
@@ -613,13 +654,16 @@ static void test_bad_input(void **state)
     T_RC(h, CAIRN_EJSON, cairn_send_message(h, "bad-1", "t", "[1,", NULL));
     T_RC(h, CAIRN_EINVAL, cairn_send_message(h, "bad-1", "", "1", NULL));
     assert_int_equal(q1("SELECT count(*) FROM cairn.messages WHERE workflow_id = 'bad-1'", NULL), 0);
-    cairn_close(h);
+    close_handle(h);
 }
 
 static int teardown(void **state)
 {
     (void)state;
     kill_all_workers();
+    for (int i = 0; i < 8; i++)
+        if (handles[i])
+            close_handle(handles[i]);
     return 0;
 }
 
