@@ -258,6 +258,13 @@ static void *dispatcher_main(void *arg)
      * dispatcher sleeps a whole poll interval past it.
      */
     long long db_wake = 0;
+    /*
+     * reconnecting: set once the first connection is up, since every later
+     * one may follow a claim whose answer was lost. reclaim_due: look for
+     * such workflows, once a heartbeat has shown that this process still
+     * holds its executor ID (a process that took the ID over runs them).
+     */
+    int reconnecting = 0, reclaim_due = 0;
     while (!atomic_load(&h->shutting_down)) {
         if (!c.pg || PQstatus(c.pg) != CONNECTION_OK) {
             if (connect_listener(h, &c) != CAIRN_OK) {
@@ -269,6 +276,8 @@ static void *dispatcher_main(void *arg)
                 continue;
             }
             backoff = 50;
+            reclaim_due = reconnecting;
+            reconnecting = 1;
         }
         int adopted = maybe_heartbeat(h, &c, &next_hb);
         if (adopted < 0) {
@@ -278,6 +287,14 @@ static void *dispatcher_main(void *arg)
         }
         if (adopted > 0)
             idle = 0; /* the adopted workflows are ENQUEUED now */
+        if (reclaim_due && cairn__now_ms() - atomic_load(&h->hb_ok_ms) <= h->lease_ms) {
+            if (cairn__fleet_reclaim(h, c.pg) < 0) {
+                cairn__log(h, CAIRN_LOG_WARN, "dispatcher: %s", cairn_errmsg(h));
+                cairn__conn_drop(&c);
+                continue;
+            }
+            reclaim_due = 0;
+        }
         int serving = !atomic_load(&h->stopping) && !atomic_load(&h->taken);
         if (atomic_exchange(&h->timed_look, 0))
             next_cron = 0; /* a deadline set here may be due before the next look */

@@ -156,6 +156,59 @@ void cairn__fleet_release_one(cairn *h, const char *id)
     }
 }
 
+int cairn__fleet_reclaim(cairn *h, PGconn *pg)
+{
+    if (atomic_load(&h->taken) || atomic_load(&h->stopping))
+        return 0;
+    /*
+     * A claim commits on the server and then sends its rows; when the
+     * connection breaks in between (a network failure, a backend ended at
+     * that moment), the rows never arrive, and the workflows stay PENDING
+     * under this executor, whose heartbeats keep anyone else from adopting
+     * them. The runs active here are listed first: a run that ends after the
+     * list was made is in it and left alone, and one started after it is
+     * found active when reserved below. The UPDATE reads status and owner
+     * again, so a workflow that finished or was suspended meanwhile is not
+     * returned.
+     */
+    cairn__buf ids;
+    cairn__buf_init(&ids);
+    cairn__run_ids(h, &ids);
+    if (ids.oom) {
+        cairn__buf_free(&ids);
+        return cairn__fail(CAIRN_ENOMEM, "out of memory listing the runs");
+    }
+    const char *vals[3] = {h->executor_id, h->names.data, ids.data};
+    PGresult *r = PQexecParams(pg,
+                               "UPDATE cairn.workflow_status SET updated_at = now()"
+                               " WHERE executor_id = $1 AND status = 'PENDING' AND name = ANY ($2::text[])"
+                               "   AND id <> ALL ($3::text[])"
+                               " RETURNING id, name, attempts",
+                               3, NULL, vals, NULL, NULL, 0);
+    cairn__buf_free(&ids);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = cairn__fail_pg(cairn__conn_lost(pg, r) ? CAIRN_ECONN : CAIRN_EDB, r, pg,
+                                "looking for workflows claimed without an answer");
+        PQclear(r);
+        return rc;
+    }
+    int resumed = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *id = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
+        cairn__run *run = cairn__run_reserve(h, id, name, cairn__registry_find(&h->workflows, name));
+        if (!run)
+            continue; /* started here after the list was made */
+        run->attempt = atoi(PQgetvalue(r, i, 2));
+        cairn__run_submit(h, run);
+        resumed++;
+    }
+    PQclear(r);
+    if (resumed)
+        cairn__log(h, CAIRN_LOG_WARN, "executor %s resumed %d workflow(s) it owned but was not running", h->executor_id,
+                   resumed);
+    return resumed;
+}
+
 int cairn__fleet_fence(cairn *h, cairn__run *r)
 {
     if (!atomic_load(&h->registered) || h->lease_ms <= 0)

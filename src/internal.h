@@ -380,6 +380,13 @@ void cairn__fleet_stop(cairn *h);
 /* Hand one workflow back to its queue if this executor still owns it. */
 void cairn__fleet_release_one(cairn *h, const char *id);
 /*
+ * Runs the workflows this executor owns in the database but runs nowhere
+ * here: what a claim took whose answer was lost with its connection. Called
+ * by the dispatcher on pg after it reconnects. Returns how many it resumed,
+ * or a negative code.
+ */
+int cairn__fleet_reclaim(cairn *h, PGconn *pg);
+/*
  * Called before a step runs: if no heartbeat has succeeded for a whole
  * lease (the process was paused, or the database unreachable), wait for
  * the dispatcher's next one. Returns non-zero if the run is lost or the

@@ -192,6 +192,42 @@ static void test_backends_terminated_under_load(void **state)
     cairn_close(h);
 }
 
+/*
+ * A claim commits on the server and its answer is lost with the connection:
+ * the workflow is PENDING under this live executor, which runs it nowhere.
+ * The row is written here as that claim leaves it; when the dispatcher
+ * reconnects it must find and run the workflow (nothing else would: the
+ * executor's heartbeats keep others from adopting it). A workflow running
+ * here meanwhile must not be started a second time.
+ */
+static void test_lost_claim_answer(void **state)
+{
+    cairn *h = open_worker(10000);
+    atomic_store(&step_runs, 0);
+    set_gate(0);
+    cairn_start_options so = {.size = sizeof so, .id = "running-here"};
+    T_OK(h, cairn_start(h, "gated", "0", &so, NULL));
+    wait_for_gate();
+    t_exec("INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts, input, started_at)"
+           " VALUES ('lost-answer', 'three', 'PENDING', 'default', 'conn', 1, '10', now())");
+    terminate_backends();
+    cairn_status st;
+    char *res = NULL;
+    int rc = cairn_await(h, "lost-answer", 30000, &st, &res);
+    set_gate(1); /* before any assertion, so that a failure does not leave a step blocked */
+    T_OK(h, rc);
+    assert_int_equal(st, CAIRN_STATUS_SUCCESS);
+    assert_string_equal(res, "13");
+    cairn_free(res);
+    assert_int_equal(t_scalar("SELECT attempts FROM cairn.workflow_status WHERE id = 'lost-answer'"), 1);
+    T_OK(h, cairn_await(h, "running-here", 30000, &st, &res));
+    assert_int_equal(st, CAIRN_STATUS_SUCCESS);
+    assert_string_equal(res, "2");
+    cairn_free(res);
+    assert_int_equal(atomic_load(&step_runs), 3 + 3); /* the gated workflow's steps ran once each */
+    cairn_close(h);
+}
+
 /* Runs the CLI's dev subcommand on the suite's throwaway server. */
 static int dev(const char *action)
 {
@@ -247,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_unreachable_at_open),
         cmocka_unit_test(test_backend_terminated_mid_workflow),
         cmocka_unit_test(test_backends_terminated_under_load),
+        cmocka_unit_test(test_lost_claim_answer),
         cmocka_unit_test(test_server_restart_mid_workflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
