@@ -1027,6 +1027,82 @@ static void test_claim_skips_other_names(void **state)
                  WALK_BACKLOG);
 }
 
+/* The buffers one cairn.dispatch() call of executor ex, running only name, reads in walk_q. */
+static long dispatch_buffers(const char *ex, const char *name)
+{
+    const char *vals[2] = {ex, name};
+    PGresult *r = query("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
+                        " SELECT * FROM cairn.dispatch($1, ARRAY[$2], 1, 10, ARRAY['walk_q'])",
+                        2, vals);
+    const char *plan = PQgetvalue(r, 0, 0);
+    const char *hit = strstr(plan, "\"Shared Hit Blocks\": ");
+    const char *read = strstr(plan, "\"Shared Read Blocks\": ");
+    long n = (hit ? atol(hit + strlen("\"Shared Hit Blocks\": ")) : -1) +
+             (read ? atol(read + strlen("\"Shared Read Blocks\": ")) : 0);
+    PQclear(r);
+    if (!hit)
+        fail_msg("no buffer counts in the dispatch's plan: %s", plan);
+    return n;
+}
+
+/*
+ * The same for suspended workflows: another service's sleepers, due in an
+ * hour or overdue (their service is down), must cost a dispatcher that
+ * does not run their name nothing when it asks whether one of its own is
+ * due and when the next is. The rows are written as a suspension leaves
+ * them (PENDING, no owner, a wake-up time), WALK_BACKLOG at once.
+ */
+static void test_dispatch_skips_other_sleepers(void **state)
+{
+    (void)state;
+    cairn *h = open_handle(&(handle_cfg){.executor = "walk", .workers = 1, .poll_ms = 1000, .start = 1});
+    char n[16];
+    snprintf(n, sizeof n, "%d", WALK_BACKLOG);
+    const char *vals[1] = {n};
+    PQclear(query("INSERT INTO cairn.workflow_status (id, name, status, queue, attempts, wake_at, waiting, input)"
+                  " SELECT 'walk-sleeper-' || i, 'walk_unserved', 'PENDING', 'walk_q', 1,"
+                  "        now() + interval '1 hour' + i * interval '1 ms', 'sleep', '1'"
+                  "   FROM generate_series(1, $1::int) i",
+                  1, vals));
+    /* One of the served name, due in an hour too: the dispatch must still report when. */
+    PQclear(query("INSERT INTO cairn.workflow_status (id, name, status, queue, attempts, wake_at, waiting, input)"
+                  " VALUES ('walk-mine', 'walk_served', 'PENDING', 'walk_q', 1, now() + interval '2 hours', 'sleep',"
+                  "         '1')",
+                  0, NULL));
+    PQclear(query("ANALYZE cairn.workflow_status", 0, NULL));
+    (void)dispatch_buffers("walk", "walk_nothing"); /* plans the function's statements */
+    long future = dispatch_buffers("walk", "walk_served");
+    const char *wv[1] = {"walk"};
+    long wake = q_long1("SELECT retry_ms FROM cairn.dispatch($1, ARRAY['walk_served'], 1, 10, ARRAY['walk_q'])"
+                        " WHERE status = 'WAKE'",
+                        wv[0]);
+    PQclear(query("UPDATE cairn.workflow_status SET wake_at = now() - interval '1 minute'"
+                  " WHERE name = 'walk_unserved'",
+                  0, NULL));
+    long overdue = dispatch_buffers("walk", "walk_served");
+    char st[32];
+    const char *mv[1] = {"walk-mine"};
+    q_text("SELECT status || ':' || coalesce(executor_id, '-') FROM cairn.workflow_status WHERE id = $1", 1, mv, st,
+           sizeof st);
+    long taken = q_long1("SELECT count(*) FROM cairn.workflow_status WHERE name = $1 AND executor_id IS NOT NULL",
+                         "walk_unserved");
+    cairn_close(h);
+    PQclear(query("DELETE FROM cairn.workflow_status WHERE queue = 'walk_q'", 0, NULL));
+    print_message("a dispatch beside %d sleepers of another name read %ld buffers (due in an hour) and %ld"
+                  " (overdue)\n",
+                  WALK_BACKLOG, future, overdue);
+    /* Its own sleeper, due in two hours, is reported (capped at an hour) and not taken. */
+    assert_int_equal(wake, 3600000);
+    assert_string_equal(st, "PENDING:-");
+    assert_int_equal(taken, 0);
+    /* A look that walked the other sleepers reads every leaf page of the index and their rows: thousands. */
+    if (future > 300)
+        fail_msg("the dispatch read %ld buffers: it walked %d sleepers of another name", future, WALK_BACKLOG);
+    if (overdue > 300)
+        fail_msg("the dispatch read %ld buffers: it walked %d overdue sleepers of another name", overdue,
+                 WALK_BACKLOG);
+}
+
 /* ---- 9. versions and names nobody runs ---------------------------------- */
 
 static void test_versions(void **state)
@@ -1552,6 +1628,7 @@ int main(void)
         cmocka_unit_test(test_delay),
         cmocka_unit_test(test_no_starvation),
         cmocka_unit_test(test_claim_skips_other_names),
+        cmocka_unit_test(test_dispatch_skips_other_sleepers),
         cmocka_unit_test(test_versions),
         cmocka_unit_test(test_bad_input_and_json),
         cmocka_unit_test(test_queued_start),
