@@ -128,6 +128,16 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         " UNION ALL"
         " SELECT workflow_id, step, name, output, error FROM cairn.steps WHERE workflow_id = ANY ($1::text[])"
         " ORDER BY 1, 2"},
+    /*
+     * The PENDING workflows this executor owns, of names it runs, that are
+     * not among the runs active here ($3): what a claim took whose answer
+     * was lost (see cairn__fleet_reclaim).
+     */
+    [CAIRN__Q_RECLAIM] = {"cairn_reclaim",
+        "UPDATE cairn.workflow_status SET updated_at = now()"
+        " WHERE executor_id = $1 AND status = 'PENDING' AND name = ANY ($2::text[])"
+        "   AND id <> ALL ($3::text[])"
+        " RETURNING id, name, attempts"},
     [CAIRN__Q_STATUS] = {"cairn_status",
         "SELECT status FROM cairn.workflow_status WHERE id = $1"},
     [CAIRN__Q_RESULT] = {"cairn_result",

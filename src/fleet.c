@@ -179,12 +179,7 @@ int cairn__fleet_reclaim(cairn *h, PGconn *pg)
         return cairn__fail(CAIRN_ENOMEM, "out of memory listing the runs");
     }
     const char *vals[3] = {h->executor_id, h->names.data, ids.data};
-    PGresult *r = PQexecParams(pg,
-                               "UPDATE cairn.workflow_status SET updated_at = now()"
-                               " WHERE executor_id = $1 AND status = 'PENDING' AND name = ANY ($2::text[])"
-                               "   AND id <> ALL ($3::text[])"
-                               " RETURNING id, name, attempts",
-                               3, NULL, vals, NULL, NULL, 0);
+    PGresult *r = PQexecPrepared(pg, cairn__stmt_name(CAIRN__Q_RECLAIM), 3, vals, NULL, NULL, 0);
     cairn__buf_free(&ids);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int rc = cairn__fail_pg(cairn__conn_lost(pg, r) ? CAIRN_ECONN : CAIRN_EDB, r, pg,

@@ -941,22 +941,28 @@ static void test_no_starvation(void **state)
 
 #define WALK_BACKLOG 50000
 
-/* Buffers one claim by executor ex of up to one workflow named name from queue walk_q reads. */
-static long claim_buffers(const char *ex, const char *name)
+/* The buffers one statement (EXPLAIN ANALYZE of sql, with $1 = ex and $2 = name) read. */
+static long plan_buffers(const char *sql, const char *ex, const char *name)
 {
     const char *vals[2] = {ex, name};
-    PGresult *r = query("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
-                        " SELECT * FROM cairn.claim($1, ARRAY[$2], 1, 10, ARRAY['walk_q'])",
-                        2, vals);
+    char explain[512];
+    snprintf(explain, sizeof explain, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) %s", sql);
+    PGresult *r = query(explain, 2, vals);
     const char *plan = PQgetvalue(r, 0, 0);
     const char *hit = strstr(plan, "\"Shared Hit Blocks\": ");
     const char *read = strstr(plan, "\"Shared Read Blocks\": ");
     long n = (hit ? atol(hit + strlen("\"Shared Hit Blocks\": ")) : -1) +
              (read ? atol(read + strlen("\"Shared Read Blocks\": ")) : 0);
-    PQclear(r);
     if (!hit)
-        fail_msg("no buffer counts in the claim's plan: %s", plan);
+        fail_msg("no buffer counts in the plan: %s", plan);
+    PQclear(r);
     return n;
+}
+
+/* The buffers one cairn.claim() of executor ex, running only name, reads in walk_q. */
+static long claim_buffers(const char *ex, const char *name)
+{
+    return plan_buffers("SELECT * FROM cairn.claim($1, ARRAY[$2], 1, 10, ARRAY['walk_q'])", ex, name);
 }
 
 /*
@@ -1030,19 +1036,7 @@ static void test_claim_skips_other_names(void **state)
 /* The buffers one cairn.dispatch() call of executor ex, running only name, reads in walk_q. */
 static long dispatch_buffers(const char *ex, const char *name)
 {
-    const char *vals[2] = {ex, name};
-    PGresult *r = query("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
-                        " SELECT * FROM cairn.dispatch($1, ARRAY[$2], 1, 10, ARRAY['walk_q'])",
-                        2, vals);
-    const char *plan = PQgetvalue(r, 0, 0);
-    const char *hit = strstr(plan, "\"Shared Hit Blocks\": ");
-    const char *read = strstr(plan, "\"Shared Read Blocks\": ");
-    long n = (hit ? atol(hit + strlen("\"Shared Hit Blocks\": ")) : -1) +
-             (read ? atol(read + strlen("\"Shared Read Blocks\": ")) : 0);
-    PQclear(r);
-    if (!hit)
-        fail_msg("no buffer counts in the dispatch's plan: %s", plan);
-    return n;
+    return plan_buffers("SELECT * FROM cairn.dispatch($1, ARRAY[$2], 1, 10, ARRAY['walk_q'])", ex, name);
 }
 
 /*
