@@ -208,6 +208,20 @@ static void test_lost_claim_answer(void **state)
     cairn_start_options so = {.size = sizeof so, .id = "running-here"};
     T_OK(h, cairn_start(h, "gated", "0", &so, NULL));
     wait_for_gate();
+    /*
+     * The dispatcher must have had its first connection (a dispatcher that
+     * never connected never claimed, and finds the row by its start-up
+     * recovery, not by the reclaim): wait for its first look.
+     */
+    for (int i = 0; t_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                             " AND query LIKE '%cairn.dispatch(%'") == 0;
+         i++) {
+        if (i > 3000) {
+            set_gate(1);
+            fail_msg("the dispatcher made no look within 30 s");
+        }
+        usleep(10 * 1000);
+    }
     t_exec("INSERT INTO cairn.workflow_status (id, name, status, queue, executor_id, attempts, input, started_at)"
            " VALUES ('lost-answer', 'three', 'PENDING', 'default', 'conn', 1, '10', now())");
     terminate_backends();
