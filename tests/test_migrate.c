@@ -113,6 +113,40 @@ static void test_newer_schema(void **state)
     assert_int_equal(t_scalar("SELECT max(version) FROM cairn.migrations"), latest + 2);
 }
 
+/*
+ * Schema 12 tells a claim whether a workflow has a recording from its row
+ * (started_at or forked_from) instead of looking in cairn.steps. A workflow
+ * a library older than schema 3 ran (steps recorded, no started_at) must
+ * still be claimed as resumed after the upgrade, or its steps would run
+ * again; one that never ran must still start afresh.
+ */
+static void test_upgrade_keeps_recordings(void **state)
+{
+    t_fresh_db("cairn_test_migrate_recorded");
+    cairn_options o = {.size = sizeof o, .conninfo = t_db()};
+    cairn *h = NULL;
+    T_OK(h, cairn_open(&h, &o));
+    cairn_close(h);
+    /* The database as it stood before version 12, holding what an old library left. */
+    t_exec("DELETE FROM cairn.migrations WHERE version >= 12");
+    t_exec("INSERT INTO cairn.workflow_status (id, name, status, input) VALUES"
+           " ('ran-before', 'upgraded', 'ENQUEUED', '1'), ('never-ran', 'upgraded', 'ENQUEUED', '2')");
+    t_exec("INSERT INTO cairn.steps (workflow_id, step, name, output) VALUES ('ran-before', 1, 'add', '2')");
+    T_OK(h, cairn_open(&h, &o));
+    cairn_close(h);
+    assert_int_equal(t_scalar("SELECT max(version) FROM cairn.migrations"), cairn_schema_latest());
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.workflow_status WHERE id = 'ran-before'"
+                              " AND started_at = created_at"),
+                     1);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.workflow_status WHERE id = 'never-ran'"
+                              " AND started_at IS NULL"),
+                     1);
+    t_exec("INSERT INTO cairn.executors (id, instance, state, lease) VALUES ('m-old', 'i', 'LIVE', '1 hour')");
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.claim('m-old', '{upgraded}', 10, 5)"
+                              " WHERE (id = 'ran-before' AND resumed) OR (id = 'never-ran' AND NOT resumed)"),
+                     2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -120,6 +154,7 @@ int main(void)
         cmocka_unit_test(test_migrate_is_idempotent),
         cmocka_unit_test(test_no_migrate_on_empty_database),
         cmocka_unit_test(test_newer_schema),
+        cmocka_unit_test(test_upgrade_keeps_recordings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
