@@ -98,7 +98,7 @@ static void usage(FILE *f)
             "  --batch N               enqueue: workflows per transaction in the batched rows (100)\n"
             "  --no-enqueue            skip the enqueue phases\n"
             "  --drain N               workflows in each drain, 0 to skip the drains (20000)\n"
-            "  --drain-workers LIST    comma-separated executor threads of the drains (16,64)\n"
+            "  --drain-workers LIST    comma-separated executor threads of the drains (16,64,256)\n"
             "  --history N             finished 3-step workflows written before the phases (20000)\n"
             "  --stale-stats           a fresh database: no history, and the tables analyzed while\n"
             "                          empty, not after the drain's backlog is in\n"
@@ -124,7 +124,8 @@ static int parse_args(int argc, char **argv, config *c)
     c->drain = 20000;
     c->drain_workers[0] = 16;
     c->drain_workers[1] = 64;
-    c->ndrain_workers = 2;
+    c->drain_workers[2] = 256;
+    c->ndrain_workers = 3;
     c->inflight = 64;
     c->idle_seconds = 20;
     c->idle_warmup = 11;
@@ -1139,7 +1140,7 @@ static void report(const config *cfg, monitor *m, const phase_result *res, int n
 
     if (cfg->drain > 0) {
         printf("\nDrain of %s workflows enqueued by SQL in one transaction, timed from cairn_start_workers()\n"
-               "until the last finish committed; the dispatcher claims up to 64 at a time, as many as it\n"
+               "until the last finish committed; the dispatcher claims up to 256 at a time, as many as it\n"
                "has idle executor threads. %s%s\n",
                num(b1, sizeof b1, cfg->drain, 0),
                cfg->stale_stats ? "STALE STATISTICS: the tables were analyzed empty, before the enqueue"

@@ -634,7 +634,7 @@ static void report(const config *cfg, monitor *m, const rep *reps, int nrep, int
     }
     if (ndrain >= 0) {
         printf("\ncairn: drain of %s no-op workflows enqueued by SQL in one transaction, then a worker\n"
-               "with %d executor threads started (its dispatcher claims up to 64 at a time)%s\n",
+               "with %d executor threads started (its dispatcher claims up to 256 at a time)%s\n",
                num(b1, sizeof b1, cfg->drain, 0), cfg->drain_workers, of);
         printf("  %-26s %12s   drained in %s s, first finished %s ms after the start\n", "drain",
                num(b1, sizeof b1, median_at(reps, nrep, PH(ndrain, wps)), 0),
