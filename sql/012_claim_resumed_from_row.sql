@@ -16,8 +16,11 @@
 -- Rows of workflows started before version 3 (which added started_at) and
 -- still unfinished have steps and no started_at; they get one here.
 --
--- Measured on the no-op drain (bench_queue, 2026-12-06): see
--- bench/README.md, "Schema 12".
+-- The drain's speed did not measurably change (bench/README.md,
+-- 2026-12-06, late evening): the probe was a few microseconds of a claimed
+-- row's cost, within the machine's noise. The claim no longer depends on
+-- how the planner judges cairn.steps, and reads nothing outside the rows
+-- it takes.
 --
 -- cairn.claim keeps its signature and its answers' meaning, so libraries
 -- of version 8 and later run against it unchanged: no oldest-library line.

@@ -1,6 +1,7 @@
 /*
  * Migrations: applied once even when many processes start at the same
- * moment, a no-op when current, and refused when the caller opted out.
+ * moment, a no-op when current, refused when the caller opted out, and
+ * an upgrade keeps what older versions wrote usable.
  */
 #include <stdio.h>
 #include <stdlib.h>
