@@ -43,6 +43,8 @@
 
 #define TX_WORKFLOW "cairn_bench_tx1"
 #define TX_STEP "cairn_bench_insert"
+#define SQL_WORKFLOW "cairn_bench_sql1"
+#define SQL_STEP "cairn_bench_insert_sql"
 #define DRAIN_WORKFLOW "cairn_bench_drain"
 #define MAX_INFLIGHT_RUNS 8
 #define MAX_TX_CONNS 1024
@@ -204,10 +206,21 @@ static int insert_step(cairn_step_ctx *s, PGconn *conn, const char *input, char 
     return rc;
 }
 
+/* The SQL step's statements are recognised by their prepared name, on the connection that sends them. */
+static void count_sql_stmt(const PGconn *conn, const char *how, const char *what)
+{
+    (void)how;
+    if (what && strncmp(what, "cairn_sql_", 10) == 0) {
+        tx_conn_record(conn);
+        atomic_fetch_add(&app_statements, 1);
+    }
+}
+
+/* Runs one step, the one named by udata: the callback or the SQL step. */
 static int tx1_workflow(cairn_ctx *ctx, const char *input, char **output, void *udata)
 {
-    (void)input, (void)udata;
-    int rc = cairn_step(ctx, TX_STEP, NULL, NULL);
+    (void)input;
+    int rc = cairn_step(ctx, udata, NULL, NULL);
     *output = NULL;
     return rc;
 }
@@ -255,6 +268,7 @@ static const char *const metric_label[M_COUNT] = {
 
 typedef struct phase {
     int inflight;         /* 0: the drain run */
+    int sql;              /* the workflows' step is the SQL step, not the callback */
     double wps;
     double p50, p90, p99; /* ms; the drain run: time to the first finished workflow in p50 */
     double seconds;       /* the drain run: how long it took */
@@ -313,8 +327,10 @@ static cairn *open_handle(const config *cfg, const char *conninfo, const char *e
     int rc = cairn_open(&h, &o);
     if (rc != CAIRN_OK)
         die("cairn_open: %s: %s", cairn_strerror(rc), h ? cairn_errmsg(h) : "out of memory");
-    if ((rc = cairn_register_workflow(h, TX_WORKFLOW, tx1_workflow, NULL)) != CAIRN_OK ||
+    if ((rc = cairn_register_workflow(h, TX_WORKFLOW, tx1_workflow, TX_STEP)) != CAIRN_OK ||
         (rc = cairn_register_tx_step(h, TX_STEP, insert_step, NULL, NULL)) != CAIRN_OK ||
+        (rc = cairn_register_workflow(h, SQL_WORKFLOW, tx1_workflow, SQL_STEP)) != CAIRN_OK ||
+        (rc = cairn_register_sql_step(h, SQL_STEP, "INSERT INTO cairn_bench.tx_app(v) VALUES (1)", NULL)) != CAIRN_OK ||
         (rc = cairn_register_workflow(h, DRAIN_WORKFLOW, drain_workflow, NULL)) != CAIRN_OK)
         die("registering: %s: %s", cairn_strerror(rc), cairn_errmsg(h));
     return h;
@@ -325,6 +341,7 @@ static cairn *open_handle(const config *cfg, const char *conninfo, const char *e
 typedef struct client {
     pthread_t thread;
     cairn *h;
+    const char *workflow;
     double *begin, *lat;
     size_t n, cap;
 } client;
@@ -332,17 +349,13 @@ typedef struct client {
 static atomic_int run_stop;
 static atomic_llong run_done;
 
-static double one_workflow(cairn *h)
-{
-    return bench_start_await(h, TX_WORKFLOW, NULL);
-}
 
 static void *client_main(void *arg)
 {
     client *c = arg;
     while (!atomic_load(&run_stop)) {
         double t0 = now_s();
-        double l = one_workflow(c->h);
+        double l = bench_start_await(c->h, c->workflow, NULL);
         if (c->n == c->cap) {
             c->cap = c->cap ? c->cap * 2 : 4096;
             c->begin = realloc(c->begin, c->cap * sizeof *c->begin);
@@ -360,8 +373,8 @@ static void *client_main(void *arg)
 
 static long long run_tx(const config *cfg, monitor *m, cairn *h, phase *p)
 {
-    fprintf(stderr, "bench_tx: cairn, one transactional step, %d in flight, %d + %d s...\n", p->inflight,
-            cfg->warmup_seconds, cfg->seconds);
+    fprintf(stderr, "bench_tx: cairn, one %s, %d in flight, %d + %d s...\n",
+            p->sql ? "SQL step" : "transactional step (callback)", p->inflight, cfg->warmup_seconds, cfg->seconds);
     int rc = cairn_start_workers(h);
     if (rc != CAIRN_OK)
         die("cairn_start_workers: %s: %s", cairn_strerror(rc), cairn_errmsg(h));
@@ -372,6 +385,7 @@ static long long run_tx(const config *cfg, monitor *m, cairn *h, phase *p)
     atomic_store(&run_done, 0);
     for (int i = 0; i < p->inflight; i++) {
         cl[i].h = h;
+        cl[i].workflow = p->sql ? SQL_WORKFLOW : TX_WORKFLOW;
         if (pthread_create(&cl[i].thread, NULL, client_main, &cl[i]) != 0)
             die("cannot create client thread %d", i);
     }
@@ -494,7 +508,7 @@ static void enqueue_drain(const config *cfg, monitor *m)
 static void run_phase(const config *cfg, monitor *m, const char *run_tag, int rep, phase *p)
 {
     char app[64], executor[64];
-    snprintf(app, sizeof app, "cairn-bench-tx-%s-%d-%d", run_tag, rep, p->inflight);
+    snprintf(app, sizeof app, "cairn-bench-tx-%s-%d-%d%s", run_tag, rep, p->inflight, p->sql ? "-sql" : "");
     snprintf(executor, sizeof executor, "bench-tx-%s", run_tag);
     char *conninfo = conninfo_with_app(cfg->conninfo, app);
 
@@ -565,7 +579,7 @@ typedef struct rep {
     double tps32;            /* NAN without a baseline */
     double base_server_us;   /* server CPU per INSERT transaction, us */
     double base_busy;        /* machine CPU busy during the baseline, % */
-    phase ph[MAX_INFLIGHT_RUNS + 1];
+    phase ph[2 * MAX_INFLIGHT_RUNS + 1];
 } rep;
 
 static double median_at(const rep *reps, int nrep, size_t off)
@@ -615,10 +629,12 @@ static void report(const config *cfg, monitor *m, const rep *reps, int nrep, int
                num(b4, sizeof b4, median_at(reps, nrep, offsetof(rep, base_busy)), 0));
     }
 
-    printf("\ncairn: workflow of one transactional step (BEGIN; INSERT one row; checkpoint + COMMIT),\n"
-           "awaited by its client, as many executor threads as workflows in flight%s\n",
+    printf("\ncairn: workflow of one transactional step that inserts one row, awaited by its client,\n"
+           "as many executor threads as workflows in flight%s. callback: a cairn_tx_step_fn (BEGIN;\n"
+           "its INSERT; checkpoint + COMMIT); SQL step: cairn_register_sql_step (the INSERT and its\n"
+           "checkpoint as one statement)\n",
            of);
-    printf("  %-26s %12s %9s %9s %9s\n", "", "workflows/s", "p50 ms", "p90 ms", "p99 ms");
+    printf("  %-34s %12s %9s %9s %9s\n", "", "workflows/s", "p50 ms", "p90 ms", "p99 ms");
     int ndrain = -1;
     for (int i = 0; i < nph; i++) {
         int inflight = reps[0].ph[i].inflight;
@@ -627,8 +643,9 @@ static void report(const config *cfg, monitor *m, const rep *reps, int nrep, int
             continue;
         }
         char lab[48];
-        snprintf(lab, sizeof lab, "%d in flight (%d s)", inflight, cfg->seconds);
-        printf("  %-26s %12s %9.3f %9.3f %9.3f\n", lab, num(b1, sizeof b1, median_at(reps, nrep, PH(i, wps)), 0),
+        snprintf(lab, sizeof lab, "%d in flight, %s (%d s)", inflight, reps[0].ph[i].sql ? "SQL step" : "callback",
+                 cfg->seconds);
+        printf("  %-34s %12s %9.3f %9.3f %9.3f\n", lab, num(b1, sizeof b1, median_at(reps, nrep, PH(i, wps)), 0),
                median_at(reps, nrep, PH(i, p50)), median_at(reps, nrep, PH(i, p90)),
                median_at(reps, nrep, PH(i, p99)));
     }
@@ -646,7 +663,7 @@ static void report(const config *cfg, monitor *m, const rep *reps, int nrep, int
     for (int i = 0; i < nph; i++) {
         int inflight = reps[0].ph[i].inflight;
         if (inflight)
-            snprintf(b1, sizeof b1, "%d in flight", inflight);
+            snprintf(b1, sizeof b1, "%s %d", reps[0].ph[i].sql ? "SQL" : "callback", inflight);
         printf(" %13s", inflight ? b1 : "drain");
     }
     printf("\n");
@@ -667,8 +684,9 @@ static void report(const config *cfg, monitor *m, const rep *reps, int nrep, int
     printf("  * the whole database over the handle's whole life, connection setup and warm-up\n"
            "    included: every committed transaction, reads too.\n");
     if (COUNTING_LIBPQ)
-        printf("  A transactional step's statements: BEGIN, the step's INSERT, the checkpoint INSERT and\n"
-               "  COMMIT; the last two travel in one pipeline.\n");
+        printf("  A callback step's statements: BEGIN, the step's INSERT, the checkpoint INSERT and\n"
+               "  COMMIT; the last two travel in one pipeline. A SQL step's: one, the INSERT and the\n"
+               "  checkpoint in one statement (its preparation, once per connection, falls in the warm-up).\n");
 
     if (have_base) {
         printf("\nTargets (ratios of figures taken in the same run)           measured    target\n");
@@ -681,7 +699,8 @@ static void report(const config *cfg, monitor *m, const rep *reps, int nrep, int
                 v[r] = reps[r].ph[i].wps * 3 / reps[r].tps32;
             double ratio = median(v, nrep);
             char lab[96];
-            snprintf(lab, sizeof lab, "%d in flight: workflows/s x 3 / pgbench 32 clients", inflight);
+            snprintf(lab, sizeof lab, "%d in flight, %s: workflows/s x 3 / pgbench", inflight,
+                     reps[0].ph[i].sql ? "SQL step" : "callback");
             printf("  %-56s %7.2fx   >= 1.00x  %s\n", lab, ratio,
                    inflight == 64 ? (ratio >= 1.0 ? "met" : "MISSED") : "(for reference)");
             if (nrep > 1) {
@@ -719,6 +738,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     double load0 = load_average();
     count_hook = count_tx;
+    count_stmt_hook = count_sql_stmt;
 
     monitor m;
     mon_open(&m, cfg.conninfo);
@@ -735,7 +755,9 @@ int main(int argc, char **argv)
     rep *reps = calloc((size_t)cfg.repeat, sizeof *reps);
     if (!reps)
         die("out of memory");
-    int nph = cfg.ninflight + (cfg.drain > 0);
+    /* Per in-flight count, the callback step and then the SQL step; the drain last. */
+    int nph = 2 * cfg.ninflight + (cfg.drain > 0);
+    int ndr = 2 * cfg.ninflight;
     for (int r = 0; r < cfg.repeat; r++) {
         rep *rp = &reps[r];
         if (cfg.repeat > 1)
@@ -748,13 +770,14 @@ int main(int argc, char **argv)
             rp->base_server_us = res.server_cpu_s >= 0 ? res.server_cpu_s * 1e6 / xacts : NAN;
             rp->base_busy = res.machine_s > 0 ? 100 * res.machine_busy_s / res.machine_s : NAN;
         }
-        for (int i = 0; i < cfg.ninflight; i++) {
-            rp->ph[i].inflight = cfg.inflight[i];
+        for (int i = 0; i < ndr; i++) {
+            rp->ph[i].inflight = cfg.inflight[i / 2];
+            rp->ph[i].sql = i % 2;
             run_phase(&cfg, &m, run_tag, r, &rp->ph[i]);
         }
         if (cfg.drain > 0) {
-            rp->ph[cfg.ninflight].inflight = 0;
-            run_phase(&cfg, &m, run_tag, r, &rp->ph[cfg.ninflight]);
+            rp->ph[ndr].inflight = 0;
+            run_phase(&cfg, &m, run_tag, r, &rp->ph[ndr]);
         }
         if (!cfg.keep)
             cleanup(&m, executor), mon_exec(&m, "CREATE SCHEMA IF NOT EXISTS cairn_bench");

@@ -253,6 +253,36 @@ CAIRN_API int cairn_register_tx_step(cairn *h, const char *name, cairn_tx_step_f
                                      const cairn_tx_options *opts);
 
 /*
+ * Register a SQL step: one statement of yours that commits with the step's
+ * checkpoint, exactly once, like a transactional step, but sent together
+ * with the checkpoint as a single statement in one round trip (a
+ * transactional step callback costs three). cairn_step() calls it like any
+ * step. The statement receives the step's input as its only parameter, $1,
+ * of type json (a statement that refers to $2 or more fails). Its output
+ * is its rows as a JSON array of objects, one per row, keyed by column
+ * name: a SELECT, VALUES, or INSERT / UPDATE / DELETE ... RETURNING. A
+ * data-modifying statement without RETURNING is run too, and its output is
+ * null. For example:
+ *
+ *     cairn_register_sql_step(h, "debit",
+ *         "UPDATE accounts SET balance = balance - ($1->>'amount')::bigint"
+ *         " WHERE id = ($1->>'account')::bigint AND balance >= ($1->>'amount')::bigint"
+ *         " RETURNING balance", NULL);
+ *
+ * One statement only (a trailing semicolon is ignored); it runs inside a
+ * WITH clause, so utility statements (SET, LOCK, CREATE ...) are refused.
+ * A statement that fails fails the attempt, with its SQLSTATE in the
+ * step's error message; serialization failures and deadlocks are retried
+ * as for transactional steps. The statement is prepared once per
+ * connection. opts as for cairn_register_tx_step(): at READ COMMITTED (the
+ * default) the statement runs on its own, as an implicit transaction;
+ * otherwise inside BEGIN ISOLATION LEVEL ... and COMMIT, still in one
+ * round trip. sql is copied (at most 1 MiB). Must happen before
+ * cairn_start_workers().
+ */
+CAIRN_API int cairn_register_sql_step(cairn *h, const char *name, const char *sql, const cairn_tx_options *opts);
+
+/*
  * Start the executor threads, register this executor in cairn.executors
  * (taking the ID over from any earlier process that used it), resume the
  * unfinished workflows this executor ID owned, and start claiming enqueued

@@ -374,6 +374,24 @@ int cairn_register_step(cairn *h, const char *name, cairn_step_fn fn, void *udat
 #define TXOPT(o, field) \
     ((o) && (o)->size >= offsetof(cairn_tx_options, field) + sizeof((o)->field) ? (o)->field : 0)
 
+/* Reads a transactional step's options into e; the name is for messages. */
+static int tx_options(cairn__entry *e, const char *name, const cairn_tx_options *opts)
+{
+    if (opts && opts->size == 0)
+        return cairn__fail(CAIRN_EINVAL, "cairn_tx_options.size is 0; set it to sizeof(cairn_tx_options)");
+    e->isolation = TXOPT(opts, isolation);
+    if (opts && opts->size >= offsetof(cairn_tx_options, retry) + sizeof opts->retry)
+        e->retry = opts->retry;
+    e->max_conflict_retries = TXOPT(opts, max_conflict_retries);
+    if (e->isolation < CAIRN_READ_COMMITTED || e->isolation > CAIRN_SERIALIZABLE)
+        return cairn__fail(CAIRN_EINVAL, "isolation level %d of '%s' is not a cairn_isolation", (int)e->isolation,
+                           name);
+    if (e->retry.max_attempts < 0 || e->retry.base_ms < 0 || e->retry.factor < 0 || e->retry.cap_ms < 0 ||
+        e->max_conflict_retries < 0)
+        return cairn__fail(CAIRN_EINVAL, "options for '%s' have a negative field", name);
+    return CAIRN_OK;
+}
+
 int cairn_register_tx_step(cairn *h, const char *name, cairn_tx_step_fn fn, void *udata, const cairn_tx_options *opts)
 {
     cairn__clear_error();
@@ -382,19 +400,48 @@ int cairn_register_tx_step(cairn *h, const char *name, cairn_tx_step_fn fn, void
         rc = check_step_name(name);
     if (rc != CAIRN_OK)
         return rc;
-    if (opts && opts->size == 0)
-        return cairn__fail(CAIRN_EINVAL, "cairn_tx_options.size is 0; set it to sizeof(cairn_tx_options)");
     cairn__entry e = {.name = (char *)name, .tx = fn, .udata = udata};
-    e.isolation = TXOPT(opts, isolation);
-    if (opts && opts->size >= offsetof(cairn_tx_options, retry) + sizeof opts->retry)
-        e.retry = opts->retry;
-    e.max_conflict_retries = TXOPT(opts, max_conflict_retries);
-    if (e.isolation < CAIRN_READ_COMMITTED || e.isolation > CAIRN_SERIALIZABLE)
-        return cairn__fail(CAIRN_EINVAL, "isolation level %d of '%s' is not a cairn_isolation", (int)e.isolation, name);
-    if (e.retry.max_attempts < 0 || e.retry.base_ms < 0 || e.retry.factor < 0 || e.retry.cap_ms < 0 ||
-        e.max_conflict_retries < 0)
-        return cairn__fail(CAIRN_EINVAL, "options for '%s' have a negative field", name);
+    if ((rc = tx_options(&e, name, opts)) != CAIRN_OK)
+        return rc;
     return cairn__registry_add(&h->steps, &e);
+}
+
+#define SQL_STEP_MAX (1024 * 1024)
+
+int cairn_register_sql_step(cairn *h, const char *name, const char *sql, const cairn_tx_options *opts)
+{
+    cairn__clear_error();
+    int rc = check_registration(h, name, sql != NULL);
+    if (rc == CAIRN_OK)
+        rc = check_step_name(name);
+    if (rc != CAIRN_OK)
+        return rc;
+    /* The statement goes inside a WITH clause: a trailing semicolon would end it early. */
+    size_t len = strlen(sql);
+    while (len > 0 && (sql[len - 1] == ';' || sql[len - 1] == ' ' || sql[len - 1] == '\t' || sql[len - 1] == '\n' ||
+                       sql[len - 1] == '\r'))
+        len--;
+    size_t lead = strspn(sql, " \t\r\n");
+    if (lead >= len)
+        return cairn__fail(CAIRN_EINVAL, "the statement of SQL step '%s' is empty", name);
+    if (len > SQL_STEP_MAX)
+        return cairn__fail(CAIRN_EINVAL, "the statement of SQL step '%s' is %zu bytes; the limit is %d", name, len,
+                           SQL_STEP_MAX);
+    cairn__entry e = {.name = (char *)name};
+    if ((rc = tx_options(&e, name, opts)) != CAIRN_OK)
+        return rc;
+    e.sql = malloc(len - lead + 1);
+    if (!e.sql)
+        return cairn__fail(CAIRN_ENOMEM, "out of memory");
+    memcpy(e.sql, sql + lead, len - lead);
+    e.sql[len - lead] = '\0';
+    e.sql_slot = h->sql_steps;
+    if ((rc = cairn__registry_add(&h->steps, &e)) != CAIRN_OK) {
+        free(e.sql);
+        return rc;
+    }
+    h->sql_steps++;
+    return CAIRN_OK;
 }
 
 int cairn_start_workers(cairn *h)

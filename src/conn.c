@@ -358,6 +358,9 @@ void cairn__conn_drop(cairn__conn *c)
         PQfinish(c->pg);
     c->pg = NULL;
     c->prepared = 0;
+    free(c->sql_ready);
+    c->sql_ready = NULL;
+    c->sql_ready_n = 0;
 }
 
 /* Route server notices through the library's logger instead of stderr. */

@@ -115,6 +115,8 @@ typedef struct cairn__conn {
     int in_use;
     int retrying; /* commit connections: its batch is retrying a lost connection */
     int generic;  /* runs only the library's statements: always their generic plans (see cairn__conn_open) */
+    unsigned char *sql_ready; /* which SQL steps are prepared on pg, by sql_slot (see txstep.c) */
+    int sql_ready_n;
 } cairn__conn;
 
 /* Opens c->pg and prepares the statements; fills err on failure. */
@@ -159,6 +161,8 @@ typedef struct cairn__entry {
     cairn_workflow_fn wf;
     cairn_step_fn step;
     cairn_tx_step_fn tx;
+    char *sql;    /* a SQL step's statement (owned), or NULL */
+    int sql_slot; /* a SQL step's number among the handle's, naming its prepared statements */
     void *udata;
     cairn_retry retry;
     cairn_isolation isolation;
@@ -499,6 +503,8 @@ enum { CAIRN__TX_COMMITTED, CAIRN__TX_RECORDED, CAIRN__TX_FAILED, CAIRN__TX_SHUT
  */
 int cairn__tx_attempt(cairn *h, cairn__conn *c, const cairn__entry *e, cairn_step_ctx *s, const char *input,
                       char **result);
+/* Whether a step entry commits with its checkpoint: a transactional step or a SQL step. */
+#define CAIRN__TRANSACTIONAL(e) ((e)->tx != NULL || (e)->sql != NULL)
 
 /* ---- the handle -------------------------------------------------------- */
 
@@ -506,6 +512,7 @@ struct cairn {
     char *conninfo;
     char *executor_id;
     int workers;
+    int sql_steps; /* SQL steps registered (cairn_register_sql_step) */
     int commit_conns_n;
     int pool_n;
     int max_attempts;

@@ -100,7 +100,8 @@ int cairn_parallel(cairn_ctx *ctx, cairn_call *calls, int n)
             if (calls[i].rc == CAIRN_ENONDET)
                 rc = CAIRN_ENONDET;
         } else {
-            b[i].shadow = (cairn_ctx){.h = h, .run = ctx->run, .next = pos, .txc = b[i].e->tx ? ctx->txc : NULL};
+            b[i].shadow = (cairn_ctx){
+                .h = h, .run = ctx->run, .next = pos, .txc = CAIRN__TRANSACTIONAL(b[i].e) ? ctx->txc : NULL};
             fresh++;
         }
     }
@@ -114,14 +115,14 @@ int cairn_parallel(cairn_ctx *ctx, cairn_call *calls, int n)
         goto done;
     }
     for (int i = 0; i < n; i++) {
-        if (!b[i].shadow.h || b[i].e->tx)
+        if (!b[i].shadow.h || CAIRN__TRANSACTIONAL(b[i].e))
             continue;
         b[i].threaded = pthread_create(&b[i].thread, NULL, branch_main, &b[i]) == 0;
         if (!b[i].threaded)
             run_branch(&b[i]); /* no thread to be had: run it here */
     }
     for (int i = 0; i < n; i++)
-        if (b[i].shadow.h && b[i].e->tx)
+        if (b[i].shadow.h && CAIRN__TRANSACTIONAL(b[i].e))
             run_branch(&b[i]);
     for (int i = 0; i < n; i++)
         if (b[i].threaded)

@@ -40,8 +40,10 @@ const cairn__entry *cairn__registry_find(const cairn__registry *r, const char *n
 
 void cairn__registry_free(cairn__registry *r)
 {
-    for (size_t i = 0; i < r->count; i++)
+    for (size_t i = 0; i < r->count; i++) {
         free(r->items[i].name);
+        free(r->items[i].sql);
+    }
     free(r->items);
     r->items = NULL;
     r->count = r->cap = 0;

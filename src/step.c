@@ -370,7 +370,7 @@ int cairn__step_run(cairn_ctx *ctx, const char *name, const cairn__entry *e, con
         free(s.fail_msg);
         s.fail_msg = NULL;
         s.sqlstate[0] = '\0';
-        if (e->tx) {
+        if (CAIRN__TRANSACTIONAL(e)) {
             outcome = cairn__tx_attempt(h, ctx->txc, e, &s, input, &result);
             if (outcome == CAIRN__TX_COMMITTED || outcome == CAIRN__TX_RECORDED)
                 break;
@@ -403,11 +403,11 @@ int cairn__step_run(cairn_ctx *ctx, const char *name, const cairn__entry *e, con
         cairn__log(h, CAIRN_LOG_DEBUG, "step %s attempt %d failed: %s", s.key, s.attempt,
                    s.fail_msg ? s.fail_msg : "");
     }
-    if (e->tx && outcome == CAIRN__TX_RECORDED) {
+    if (CAIRN__TRANSACTIONAL(e) && outcome == CAIRN__TX_RECORDED) {
         free(s.fail_msg);
         return replay_from_db(ctx, name, number, output);
     }
-    if (e->tx && outcome == CAIRN__TX_COMMITTED) {
+    if (CAIRN__TRANSACTIONAL(e) && outcome == CAIRN__TX_COMMITTED) {
         /* The checkpoint committed with the step's own writes. */
         free(s.fail_msg);
         if (output)
