@@ -132,6 +132,18 @@ static void set_item_error(cairn__item *it, int rc, const PGresult *r, PGconn *p
     it->rc = rc;
 }
 
+static int same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Whether two enqueue items differ only in ID, name and input (see CAIRN__Q_ENQUEUE_SAME). */
+static int enqueue_alike(const cairn__item *a, const cairn__item *b)
+{
+    return same_text(a->queue, b->queue) && a->priority == b->priority && a->delay_ms == b->delay_ms &&
+           same_text(a->partition_key, b->partition_key) && a->eager == b->eager;
+}
+
 /* The parameters of an item as its kind's statements number them (see nparams in write_batch). */
 static void item_params(const cairn *h, const cairn__item *it, const char *v[10], char stepno[16], char num[2][16])
 {
@@ -186,10 +198,13 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
     batch_arrays arr[KINDS];
     int count[KINDS] = {0};
     const cairn__item *lone[KINDS] = {NULL};
+    int alike = 1; /* the enqueue items share everything but ID, name and input */
     for (int i = 0; i < n; i++) {
         items[i]->applied = 0;
         items[i]->taken = 0;
         count[items[i]->kind]++;
+        if (items[i]->kind == CAIRN__ENQUEUE_ITEM && lone[CAIRN__ENQUEUE_ITEM])
+            alike = alike && enqueue_alike(items[i], lone[CAIRN__ENQUEUE_ITEM]);
         lone[items[i]->kind] = items[i];
     }
     for (int k = 0; k < KINDS; k++)
@@ -238,10 +253,18 @@ static int write_batch(cairn *h, cairn__conn *c, cairn__item **items, int n, cha
                 v[5] = h->app_version;
             if (k == CAIRN__ENQUEUE_ITEM)
                 v[8] = h->app_version, v[9] = h->executor_id;
+            if (k == CAIRN__ENQUEUE_ITEM && alike) {
+                /* One item's queue, priority, delay, partition and eagerness stand for all. */
+                const char *one[10];
+                item_params(h, lone[k], one, stepno, num);
+                v[2] = one[2], v[4] = one[4], v[5] = one[5], v[6] = one[6], v[7] = one[7];
+            }
             if (k == CAIRN__SUSPEND_ITEM)
                 v[6] = h->executor_id;
         }
         int stmt = count[k] == 1 ? single_stmt[k] : batch_stmt[k];
+        if (k == CAIRN__ENQUEUE_ITEM && count[k] > 1 && alike)
+            stmt = CAIRN__Q_ENQUEUE_SAME;
         ok = PQsendQueryPrepared(pg, cairn__stmt_name(stmt), nparams[k], v, NULL, NULL, 0);
         sent[k] = 1;
     }

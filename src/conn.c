@@ -58,6 +58,17 @@ typedef struct stmt {
     "       ORDER BY x.name, x.priority, x.available_at LIMIT 1) IS NULL" \
     " AND EXISTS (SELECT 1 FROM cairn.executors x WHERE x.id = $10 AND x.state = 'LIVE'))"
 
+/*
+ * The enqueue statements' wake-up, per returned row: a row left ENQUEUED
+ * (not taken eagerly) calls cairn.wake() while an idle dispatcher has the
+ * flag up. The flag is read once per statement; cairn.wake() reads it
+ * again, so a batch notifies once. An expression in the select list rather
+ * than a CTE of its own: the statement's plan is smaller, and it is set up
+ * for every batch (see bench/README.md, 2026-12-07).
+ */
+#define ENQUEUE_WAKE \
+    "CASE WHEN status = 'ENQUEUED' AND (SELECT armed FROM cairn.wakeup) THEN cairn.wake() END IS NOT NULL"
+
 static const stmt statements[CAIRN__Q_COUNT] = {
     [CAIRN__Q_START] = {"cairn_start",
         "WITH v AS ("
@@ -235,10 +246,8 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "         $4::json"
         "    FROM e"
         "  ON CONFLICT (id) DO NOTHING"
-        "  RETURNING id, status),"
-        " wk AS ("
-        "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM ins WHERE status = 'ENQUEUED') AND (SELECT armed FROM cairn.wakeup))"
-        "SELECT id, (SELECT count(*) FROM wk), status = 'PENDING' FROM ins"},
+        "  RETURNING id, status)"
+        "SELECT id, " ENQUEUE_WAKE ", status = 'PENDING' FROM ins"},
     [CAIRN__Q_ENQUEUE_BATCH] = {"cairn_enqueue_batch",
         "WITH v AS ("
         "  SELECT DISTINCT ON (id) id, name, queue, input, prio, delay, part, eager"
@@ -255,10 +264,32 @@ static const stmt statements[CAIRN__Q_COUNT] = {
         "         CASE WHEN take THEN $10 END, CASE WHEN take THEN 1 ELSE 0 END, CASE WHEN take THEN now() END, input"
         "    FROM e"
         "  ON CONFLICT (id) DO NOTHING"
-        "  RETURNING id, status),"
-        " wk AS ("
-        "  SELECT cairn.wake() WHERE EXISTS (SELECT 1 FROM ins WHERE status = 'ENQUEUED') AND (SELECT armed FROM cairn.wakeup))"
-        "SELECT id, (SELECT count(*) FROM wk), status = 'PENDING' FROM ins"},
+        "  RETURNING id, status)"
+        "SELECT id, " ENQUEUE_WAKE ", status = 'PENDING' FROM ins"},
+    /*
+     * A batch whose items share queue, priority, delay, partition key and
+     * eagerness (the common case: one application's threads starting one
+     * kind of work): those as plain parameters, so that the eager checks
+     * run once per batch instead of once per row. A batch's rows cannot
+     * see each other, so each would get the same answer.
+     */
+    [CAIRN__Q_ENQUEUE_SAME] = {"cairn_enqueue_same",
+        "WITH e AS MATERIALIZED (SELECT $8::bool AND " EAGER_OK("$3", "$6::int") " AS take),"
+        " v AS ("
+        "  SELECT DISTINCT ON (id) id, name, input"
+        "    FROM unnest($1::text[], $2::text[], $4::json[]) WITH ORDINALITY AS v(id, name, input, ord)"
+        "   ORDER BY id, ord),"
+        " ins AS ("
+        "  INSERT INTO cairn.workflow_status (id, name, status, queue, priority, available_at, partition_key, app_version,"
+        "                                    executor_id, attempts, started_at, input)"
+        "  SELECT v.id, v.name, CASE WHEN e.take THEN 'PENDING' ELSE 'ENQUEUED' END, $3, $5::int,"
+        "         now() + $6::int * interval '1 millisecond', $7, $9,"
+        "         CASE WHEN e.take THEN $10 END, CASE WHEN e.take THEN 1 ELSE 0 END, CASE WHEN e.take THEN now() END,"
+        "         v.input"
+        "    FROM v, e"
+        "  ON CONFLICT (id) DO NOTHING"
+        "  RETURNING id, status)"
+        "SELECT id, " ENQUEUE_WAKE ", status = 'PENDING' FROM ins"},
     [CAIRN__Q_QUEUE_SET] = {"cairn_queue_set",
         "SELECT cairn.set_queue($1, $2::int, $3::int, $4::int, $5::int * interval '1 millisecond', $6::int)"},
     /*

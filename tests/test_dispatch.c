@@ -4,6 +4,7 @@
  * executors that know their name, and an idle dispatcher is woken by the
  * enqueue's NOTIFY rather than its poll.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,11 +81,16 @@ static int wf_stamp(cairn_ctx *ctx, const char *in, char **out, void *u)
     return cairn_step(ctx, "stamp", in, NULL);
 }
 
-/* A handle with the test's workflows registered, its workers not started yet. */
+/*
+ * A handle with the test's workflows registered, its workers not started
+ * yet. The dispatcher also looks for work when it heartbeats (every
+ * lease / 5): with a poll of a minute or more the lease is stretched too,
+ * so that only a NOTIFY can start work within the wake-up tests' bounds.
+ */
 static cairn *unstarted_worker(const char *executor, int workers, int poll_ms)
 {
     cairn_options o = {.size = sizeof o, .conninfo = t_db(), .executor_id = executor, .workers = workers,
-                       .poll_interval_ms = poll_ms};
+                       .poll_interval_ms = poll_ms, .lease_ms = poll_ms >= 60000 ? 5 * poll_ms : 0};
     cairn *h = NULL;
     if (cairn_open(&h, &o) != CAIRN_OK)
         fail_msg("cairn_open: %s", cairn_errmsg(h));
@@ -272,6 +278,75 @@ static void test_busy_dispatcher_woken_by_notify(void **state)
     cairn_close(h);
 }
 
+enum { PRODUCERS = 8, PER_PRODUCER = 10 };
+
+typedef struct producer {
+    cairn *h;
+    int n;
+    char msg[256];
+} producer;
+
+/* Starts PER_PRODUCER "stamp" workflows through the default queue, at priority n % 2. */
+static void *produce(void *arg)
+{
+    producer *p = arg;
+    for (int i = 0; i < PER_PRODUCER && !p->msg[0]; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "cwake-%d-%d", p->n, i);
+        cairn_start_options so = {.size = sizeof so, .queue = "default", .id = id, .priority = p->n % 2};
+        if (cairn_start(p->h, "stamp", "null", &so, NULL) != CAIRN_OK)
+            snprintf(p->msg, sizeof p->msg, "%s: %s", id, cairn_errmsg(p->h));
+    }
+    return NULL;
+}
+
+/*
+ * cairn_start() through a queue from a process that does not run the
+ * workflow writes it ENQUEUED through group commit (alone, or in a batch
+ * whose items agree or differ): each of those statements must wake an
+ * idle dispatcher elsewhere, as cairn.enqueue() does. The worker polls
+ * every 60 s, so only the NOTIFY can run the work in time.
+ */
+static void test_queued_starts_from_c_wake(void **state)
+{
+    cairn *w = worker("disp-cwake", 2, 60000);
+    cairn *p = t_open("disp-cwake-producer", 1); /* no workers: it runs nothing itself */
+    assert_int_equal(wait_count("SELECT armed::int FROM cairn.wakeup", 1, 10000), 1);
+    atomic_store(&first_step_ms, 0);
+    long long t0 = now_ms();
+    cairn_start_options so = {.size = sizeof so, .queue = "default", .id = "cwake-one"};
+    T_OK(p, cairn_start(p, "stamp", "null", &so, NULL));
+    assert_int_equal(
+        wait_count("SELECT count(*) FROM cairn.workflows WHERE id = 'cwake-one' AND status = 'SUCCESS'", 1, 10000), 1);
+    long long latency = atomic_load(&first_step_ms) - t0;
+    print_message("a lone queued start from C: commit to first step %lld ms\n", latency);
+    if (latency > 5000)
+        fail_msg("the idle dispatcher took %lld ms: the start did not wake it", latency);
+
+    /* Many at once, in batches, each time the dispatcher has gone idle again. */
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(wait_count("SELECT armed::int FROM cairn.wakeup", 1, 10000), 1);
+        pthread_t th[PRODUCERS];
+        producer ps[PRODUCERS];
+        for (int i = 0; i < PRODUCERS; i++) {
+            ps[i] = (producer){.h = p, .n = round * PRODUCERS + i};
+            assert_int_equal(pthread_create(&th[i], NULL, produce, &ps[i]), 0);
+        }
+        for (int i = 0; i < PRODUCERS; i++) {
+            pthread_join(th[i], NULL);
+            if (ps[i].msg[0])
+                fail_msg("producer %d: %s", i, ps[i].msg);
+        }
+        long want = (long)(round + 1) * PRODUCERS * PER_PRODUCER;
+        long done = wait_count("SELECT count(*) FROM cairn.workflows WHERE id LIKE 'cwake-%-%' AND status = 'SUCCESS'",
+                               want, 10000);
+        print_message("round %d: %ld of %ld batched queued starts ran\n", round, done, want);
+        assert_int_equal(done, want);
+    }
+    cairn_close(p);
+    cairn_close(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_delay_not_before_time),
         cmocka_unit_test(test_idle_dispatcher_woken_by_notify),
         cmocka_unit_test(test_busy_dispatcher_woken_by_notify),
+        cmocka_unit_test(test_queued_starts_from_c_wake),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

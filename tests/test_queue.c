@@ -1544,14 +1544,18 @@ static void test_eager_start(void **state)
 
 /* ---- 14. the commit connections plan their statements once ------------- */
 
-/* Enqueues QPER workflows nobody runs, without waiting for them. */
+/*
+ * Enqueues QPER workflows nobody runs, without waiting for them; every
+ * other thread at priority 1, so that batches of one thread's starts and
+ * batches mixing threads both occur (two statements, see commit.c).
+ */
 static void *plainstarter_main(void *arg)
 {
     qstarter *t = arg;
     for (int i = 0; i < QPER; i++) {
         char id[48];
         snprintf(id, sizeof id, "plan-%d", t->base + i);
-        cairn_start_options so = {.size = sizeof so, .queue = "plan_q", .id = id};
+        cairn_start_options so = {.size = sizeof so, .queue = "plan_q", .id = id, .priority = t->base / 1000 % 2};
         if (cairn_start(t->h, "nobody_runs", "1", &so, NULL) != CAIRN_OK) {
             t->failures++;
             snprintf(t->msg, sizeof t->msg, "start of %s: %s", id, cairn_errmsg(t->h));
@@ -1572,8 +1576,9 @@ static void test_commit_plans_are_generic(void **state)
 {
     (void)state;
     cairn *h = open_handle(&(handle_cfg){.executor = "plans", .workers = 0});
-    long generic = 0, custom = 0;
+    long generic = 0, custom = 0, started = 0;
     for (int round = 0; round < 20 && generic + custom == 0; round++) {
+        started += QTHREADS * QPER;
         pthread_t th[QTHREADS];
         qstarter ts[QTHREADS];
         for (int i = 0; i < QTHREADS; i++) {
@@ -1591,8 +1596,8 @@ static void test_commit_plans_are_generic(void **state)
             PGconn *pg = h->commit_conns[i].pg;
             if (!pg)
                 continue;
-            PGresult *r = PQexec(pg, "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-                                     " WHERE name = 'cairn_enqueue_batch'");
+            PGresult *r = PQexec(pg, "SELECT sum(generic_plans), sum(custom_plans) FROM pg_prepared_statements"
+                                     " WHERE name IN ('cairn_enqueue_batch', 'cairn_enqueue_same')");
             if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
                 fail_msg("reading a commit connection's plans: %s", PQerrorMessage(pg));
             generic += atol(PQgetvalue(r, 0, 0));
@@ -1606,6 +1611,13 @@ static void test_commit_plans_are_generic(void **state)
     if (generic + custom == 0)
         fail_msg("no start was ever batched; the test saw nothing");
     assert_int_equal(custom, 0);
+    /* Whichever statement wrote them, every start is there, each at its own thread's priority. */
+    PGresult *r = query("SELECT count(*), count(*) FILTER (WHERE priority = substr(id, 6)::int / 1000 % 2)"
+                        "  FROM cairn.workflow_status WHERE queue = 'plan_q'",
+                        0, NULL);
+    assert_int_equal(atol(PQgetvalue(r, 0, 0)), started);
+    assert_int_equal(atol(PQgetvalue(r, 0, 1)), started);
+    PQclear(r);
     PQclear(query("DELETE FROM cairn.workflow_status WHERE queue = 'plan_q'", 0, NULL));
 }
 
