@@ -5,13 +5,19 @@
  * write; a checkpoint another execution already holds rolls the step's
  * writes back; a unique violation of the application's is a failure, not
  * a recorded step; serialization failures and a backend killed in the
- * middle of the statement are retried without writing twice.
+ * middle of the statement are retried without writing twice. Last, a
+ * worker process running SQL steps is SIGKILLed at random moments, dozens
+ * of times, and its backends are terminated mid-statement: every workflow
+ * must finish with each step's row written exactly once.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "support.h"
@@ -368,6 +374,131 @@ static void test_backend_killed_mid_statement(void **state)
     cairn_close(h);
 }
 
+/* ---- chaos: SIGKILLed workers and terminated backends ------------------- */
+
+enum { CHAOS_ROUND = 150, CHAOS_STEPS = 3, CHAOS_MIN_KILLS = 40, CHAOS_MAX_ROUNDS = 12 };
+
+/* Three SQL steps, each writing one row keyed by the workflow and the step's number. */
+static int wf_chaos(cairn_ctx *ctx, const char *in, char **out, void *u)
+{
+    (void)in, (void)u;
+    long sum = 0;
+    for (int k = 1; k <= CHAOS_STEPS; k++) {
+        char input[160], *o = NULL;
+        snprintf(input, sizeof input, "{\"id\": \"%s\", \"k\": %d}", cairn_ctx_id(ctx), k);
+        int rc = cairn_step(ctx, "chaos_row", input, &o);
+        if (rc != CAIRN_OK)
+            return rc;
+        const char *p = o ? strstr(o, "\"k\":") : NULL;
+        sum += p ? atol(p + 4) : 1000;
+        free(o);
+    }
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", sum);
+    *out = strdup(buf);
+    return *out ? CAIRN_OK : CAIRN_ENOMEM;
+}
+
+/* The worker process: serves the chaos workflows under one executor ID until it is killed. */
+static void chaos_worker(void)
+{
+    cairn_options o;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    o.conninfo = t_db();
+    o.executor_id = "sql-chaos";
+    o.workers = 4;
+    o.poll_interval_ms = 100;
+    cairn *h = NULL;
+    if (cairn_open(&h, &o) != CAIRN_OK)
+        _exit(3);
+    if (cairn_register_sql_step(h, "chaos_row",
+                                "INSERT INTO chaos_rows (workflow_id, k) VALUES ($1->>'id', ($1->>'k')::int)"
+                                " RETURNING k, pg_sleep(0.01)::text AS slept",
+                                NULL) != CAIRN_OK ||
+        cairn_register_workflow(h, "chaos", wf_chaos, NULL) != CAIRN_OK || cairn_start_workers(h) != CAIRN_OK)
+        _exit(4);
+    for (;;)
+        pause();
+}
+
+static pid_t spawn_chaos_worker(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        chaos_worker();
+    assert_true(pid > 0);
+    return pid;
+}
+
+static long chaos_done(void)
+{
+    return t_scalar("SELECT count(*) FROM cairn.workflow_status WHERE name = 'chaos' AND status = 'SUCCESS'");
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void test_chaos_exactly_once(void **state)
+{
+    (void)state;
+    unsigned seed = (unsigned)time(NULL);
+    if (getenv("SQL_CHAOS_SEED"))
+        seed = (unsigned)atoi(getenv("SQL_CHAOS_SEED"));
+    srand(seed);
+    print_message("chaos seed %u (SQL_CHAOS_SEED repeats the choices)\n", seed);
+    t_exec("CREATE TABLE chaos_rows (workflow_id text NOT NULL, k int NOT NULL)"); /* no key: a duplicate shows */
+    int kills = 0, terminated = 0, rounds = 0;
+    long want = 0;
+    while (rounds < CHAOS_MAX_ROUNDS && (rounds == 0 || kills < CHAOS_MIN_KILLS)) {
+        rounds++;
+        want += CHAOS_ROUND;
+        char sql[160];
+        snprintf(sql, sizeof sql, "SELECT count(cairn.enqueue('chaos', 'null')) FROM generate_series(1, %d)",
+                 CHAOS_ROUND);
+        assert_int_equal(t_scalar(sql), CHAOS_ROUND);
+        while (chaos_done() < want) {
+            if (kills > 2000)
+                fail_msg("%ld of %ld chaos workflows done after %d kills: the workers make no progress", chaos_done(),
+                         want, kills);
+            pid_t pid = spawn_chaos_worker();
+            sleep_ms(40 + rand() % 260);
+            if (rand() % 3 == 0) {
+                /* Terminate the worker's backends that are inside a SQL step's statement, then let it go on. */
+                terminated += (int)t_scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                            " WHERE query LIKE '%cairn_step_rows%' AND state = 'active'"
+                                            "   AND pid <> pg_backend_pid()");
+                sleep_ms(40 + rand() % 200);
+            }
+            kill(pid, SIGKILL);
+            int status = 0;
+            assert_int_equal(waitpid(pid, &status, 0), pid);
+            if (!WIFSIGNALED(status))
+                fail_msg("the chaos worker exited by itself (status %d) instead of being killed", status);
+            kills++;
+        }
+    }
+    print_message("%d rounds of %d workflows, %d SIGKILLs, %d backends terminated mid-statement\n", rounds,
+                  CHAOS_ROUND, kills, terminated);
+    assert_true(kills >= CHAOS_MIN_KILLS);
+    /* Every workflow finished with the right output, and every step's row is there exactly once. */
+    assert_int_equal(chaos_done(), want);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.workflows WHERE name = 'chaos'"
+                              " AND (status <> 'SUCCESS' OR output::text <> '6')"),
+                     0);
+    assert_int_equal(t_scalar("SELECT count(*) FROM (SELECT workflow_id, k FROM chaos_rows"
+                              " GROUP BY 1, 2 HAVING count(*) <> 1) d"),
+                     0);
+    assert_int_equal(t_scalar("SELECT count(*) FROM chaos_rows"), want * CHAOS_STEPS);
+    assert_int_equal(t_scalar("SELECT count(*) FROM cairn.steps s JOIN cairn.workflow_status w ON w.id = s.workflow_id"
+                              " WHERE w.name = 'chaos' AND s.output IS NOT NULL"),
+                     want * CHAOS_STEPS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_bad_statements),
         cmocka_unit_test(test_serialization_failure_retried),
         cmocka_unit_test(test_backend_killed_mid_statement),
+        cmocka_unit_test(test_chaos_exactly_once),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
