@@ -270,7 +270,9 @@ CAIRN_API int cairn_register_tx_step(cairn *h, const char *name, cairn_tx_step_f
  *         " RETURNING balance", NULL);
  *
  * One statement only (a trailing semicolon is ignored); it runs inside a
- * WITH clause, so utility statements (SET, LOCK, CREATE ...) are refused.
+ * WITH clause, so utility statements (SET, LOCK, CREATE ...) and a WITH of
+ * its own that writes are refused. A step that writes several tables can
+ * call a function that does: "SELECT * FROM app.ship($1)".
  * A statement that fails fails the attempt, with its SQLSTATE in the
  * step's error message; serialization failures and deadlocks are retried
  * as for transactional steps. The statement is prepared once per

@@ -99,6 +99,7 @@ static cairn *open_worker(const char *executor, size_t max_payload)
                                     "WITH a AS (INSERT INTO app_rows VALUES ($1->>'id', 'nested', 1) RETURNING entry)"
                                     " SELECT entry FROM a",
                                     &once));
+    T_OK(h, cairn_register_sql_step(h, "two_writes", "SELECT * FROM two_writes($1)", &once));
     T_OK(h, cairn_register_sql_step(h, "big", "SELECT repeat('x', ($1->>'n')::int) AS big", &once));
     T_OK(h, cairn_register_sql_step(h, "increment_rr", "UPDATE counter SET n = n + 1 WHERE id = 2 RETURNING n", &rr));
     T_OK(h, cairn_register_sql_step(h, "slow_insert",
@@ -133,7 +134,14 @@ static int group_setup(void **state)
     cairn_close(t_open("setup", 1)); /* migrate */
     t_exec("CREATE TABLE app_rows (workflow_id text, step_key text, entry int);"
            "CREATE TABLE uniq (k text PRIMARY KEY);"
-           "CREATE TABLE counter (id int PRIMARY KEY, n bigint); INSERT INTO counter VALUES (1, 41), (2, 0);");
+           "CREATE TABLE counter (id int PRIMARY KEY, n bigint); INSERT INTO counter VALUES (1, 41), (2, 0);"
+           /* Writes to several tables, for a SQL step that calls it. */
+           "CREATE FUNCTION two_writes(input json) RETURNS TABLE (workflow_id text, total bigint) LANGUAGE plpgsql AS $f$"
+           " BEGIN"
+           "   INSERT INTO app_rows VALUES (input->>'id', 'two_writes', 1);"
+           "   UPDATE counter SET n = counter.n + 1 WHERE counter.id = 1;"
+           "   RETURN QUERY SELECT input->>'id', (SELECT c.n FROM counter c WHERE c.id = 1);"
+           " END $f$;");
     return 0;
 }
 
@@ -164,6 +172,14 @@ static void test_rows_are_the_output(void **state)
     assert_int_equal(st, CAIRN_STATUS_SUCCESS);
     assert_string_equal(res, "[{\"n\":41}]");
     cairn_free(res);
+
+    /* Writes to two tables through a function the statement calls, committed with the checkpoint. */
+    res = run_wf(h, "one_step", "out-4", "{\"step\": \"two_writes\", \"id\": \"out-4\"}", &st);
+    assert_int_equal(st, CAIRN_STATUS_SUCCESS);
+    assert_string_equal(res, "[{\"workflow_id\":\"out-4\",\"total\":42}]");
+    cairn_free(res);
+    assert_int_equal(rows_for("out-4"), 1);
+    assert_int_equal(t_scalar("SELECT n FROM counter WHERE id = 1"), 42);
     cairn_close(h);
 }
 
