@@ -538,7 +538,7 @@ static void cleanup(monitor *m, const char *executor)
     const char *p[1] = {executor};
     static const char sql[] =
         "WITH w AS (SELECT id FROM cairn.workflow_status"
-        "   WHERE name IN ('" TX_WORKFLOW "', '" DRAIN_WORKFLOW "')"
+        "   WHERE name IN ('" TX_WORKFLOW "', '" SQL_WORKFLOW "', '" DRAIN_WORKFLOW "')"
         "     AND (executor_id = $1 OR (executor_id IS NULL AND name = '" DRAIN_WORKFLOW "'))"
         "   LIMIT 20000),"
         " s AS (DELETE FROM cairn.steps WHERE workflow_id IN (SELECT id FROM w))"
