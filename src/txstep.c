@@ -202,6 +202,12 @@ static int run_callback(cairn *h, cairn__conn *c, const cairn__entry *e, cairn_s
 #define INT4_OID 23
 #define TEXT_OID 25
 
+/* The name a SQL step's statement is prepared under on each connection. */
+static void sql_stmt_name(const cairn__entry *e, char name[32])
+{
+    snprintf(name, 32, "cairn_sql_%d", e->sql_slot);
+}
+
 /* Records why the statement failed, with its SQLSTATE; returns LOST when the connection went with it. */
 static int sql_failed(cairn__conn *c, cairn_step_ctx *s, const PGresult *r, const char *what)
 {
@@ -269,7 +275,7 @@ static int sql_prepare(cairn *h, cairn__conn *c, const cairn__entry *e, cairn_st
         return CAIRN__TX_FAILED;
     }
     char name[32];
-    snprintf(name, sizeof name, "cairn_sql_%d", e->sql_slot);
+    sql_stmt_name(e, name);
     const Oid types[5] = {JSON_OID, TEXT_OID, INT4_OID, TEXT_OID, INT8_OID};
     r = PQprepare(c->pg, name, b.data, 5, types);
     cairn__buf_free(&b);
@@ -317,7 +323,7 @@ static int run_sql(cairn *h, cairn__conn *c, const cairn__entry *e, cairn_step_c
     if (rc != CAIRN_OK)
         return rc;
     char name[32], num[16], limit[24];
-    snprintf(name, sizeof name, "cairn_sql_%d", e->sql_slot);
+    sql_stmt_name(e, name);
     snprintf(num, sizeof num, "%d", s->number);
     snprintf(limit, sizeof limit, "%zu", h->max_payload);
     const char *vals[5] = {input, s->workflow_id, num, s->name, limit};
