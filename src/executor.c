@@ -301,8 +301,13 @@ void cairn__run_done(cairn *h, cairn__run *r)
         run_free(r);
 }
 
-/* A run left its executor thread (ended, or its finish handed to group commit): the thread is free. */
-static void thread_free(cairn *h)
+/*
+ * A run is leaving its executor thread (ending, or its finish being handed
+ * to group commit): the thread is free. Called before the run's result is
+ * published, so that whoever awaited the run and starts another workflow
+ * at once finds the thread free (an eager start counts free threads).
+ */
+void cairn__thread_free(cairn *h)
 {
     atomic_fetch_sub(&h->busy, 1);
     cairn__dispatch_poke(h); /* a thread is free for enqueued work */
@@ -310,8 +315,8 @@ static void thread_free(cairn *h)
 
 static void run_finish(cairn *h, cairn__run *r)
 {
+    cairn__thread_free(h);
     cairn__run_done(h, r);
-    thread_free(h);
 }
 
 static void *worker_main(void *arg)
@@ -333,9 +338,7 @@ static void *worker_main(void *arg)
             h->queue_tail = NULL;
         pthread_mutex_unlock(&h->run_lock);
 
-        if (cairn__execute(h, r, &txc))
-            thread_free(h); /* the run ends when its finish commits */
-        else
+        if (!cairn__execute(h, r, &txc)) /* otherwise the run ends when its finish commits */
             run_finish(h, r);
     }
 }

@@ -483,13 +483,15 @@ int cairn__ctx_usable(cairn_ctx *ctx);
  */
 int cairn__replay_name(cairn_ctx *ctx, int number, const char *recorded, const char *called);
 
-/* Run workflow r on the calling executor thread; txc is the thread's connection for transactional steps. */
 /*
- * Runs workflow r on the calling executor thread. Returns 1 when its
- * finish was handed to group commit (the run ends when that commits, see
- * cairn__run_done()), 0 when the run ended here.
+ * Runs workflow r on the calling executor thread; txc is the thread's
+ * connection for transactional steps. Returns 1 when its finish was handed
+ * to group commit (the thread was freed first; the run ends when that
+ * commits, see cairn__run_done()), 0 when the run ended here.
  */
 int cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc);
+/* The calling executor thread is done with its run: one more thread is free (see h->busy). */
+void cairn__thread_free(cairn *h);
 /* The end of a run: publish the result to its waiters and leave the active map. */
 void cairn__run_done(cairn *h, cairn__run *r);
 

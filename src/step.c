@@ -611,6 +611,7 @@ int cairn__execute(cairn *h, cairn__run *r, cairn__conn *txc)
     f->it.output = f->output;
     f->it.error = success ? NULL : errjson;
     f->it.done_fn = finish_done;
+    cairn__thread_free(h); /* before the finish can commit and wake an await */
     cairn__commit_async(h, &f->it);
     return 1;
 }
