@@ -155,6 +155,7 @@ int cairn_open(cairn **out, const cairn_options *opts)
     pthread_cond_init(&h->sleep_cond, NULL);
     atomic_init(&h->shutting_down, 0);
     atomic_init(&h->busy, 0);
+    atomic_init(&h->dispatch_idle, 0);
     h->wake_fd = -1;
 
     const char *conninfo = OPT(opts, conninfo, getenv("CAIRN_DATABASE_URL"));

@@ -327,7 +327,6 @@ static void *dispatcher_main(void *arg)
                 next_ms = expire_ms;
             next_cron = cairn__now_ms() + (next_ms >= 0 && next_ms < every ? next_ms : every);
         }
-        int free_threads = h->workers - atomic_load(&h->busy);
         /* A workflow suspended here may be due already (a message was waiting for it). */
         int look = atomic_exchange(&h->look, 0);
         long long local_wake = atomic_load(&h->next_wake_ms);
@@ -347,8 +346,11 @@ static void *dispatcher_main(void *arg)
         /* Idle, and the poll timer (not a NOTIFY) woke us: nobody cleared the flag, since
          * clearing it notifies every listener, so it needs no re-arming. */
         int still_armed = idle && woke == WOKE_TIMEOUT;
-        if (!skip)
+        if (!skip) {
             idle = 0;
+            atomic_store(&h->dispatch_idle, 0); /* before counting free threads (see cairn__thread_free) */
+        }
+        int free_threads = h->workers - atomic_load(&h->busy);
         if (!skip && free_threads > 0) {
             int want = free_threads < CLAIM_MAX ? free_threads : CLAIM_MAX;
             int got = claim(h, &c, want, &retry_ms, &wake_ms);
@@ -452,6 +454,7 @@ static void *dispatcher_main(void *arg)
         cron_only = serving && until_cron < timeout;
         if (cron_only)
             timeout = until_cron > 0 ? (int)until_cron : 0;
+        atomic_store(&h->dispatch_idle, idle);
         woke = wait_for_work(h, &c, timeout);
         if (woke == WOKE_BROKEN)
             cairn__conn_drop(&c);

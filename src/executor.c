@@ -310,7 +310,16 @@ void cairn__run_done(cairn *h, cairn__run *r)
 void cairn__thread_free(cairn *h)
 {
     atomic_fetch_sub(&h->busy, 1);
-    cairn__dispatch_poke(h); /* a thread is free for enqueued work */
+    /*
+     * A thread is free for enqueued work, unless the dispatcher's last look
+     * found the queues empty: then it waits for a NOTIFY, and waking it
+     * for nothing cost a context switch per workflow. Both sides use
+     * sequentially consistent atomics: either this load sees the flag
+     * down, or the dispatcher, which lowers it before counting free
+     * threads, sees this thread free.
+     */
+    if (!atomic_load(&h->dispatch_idle))
+        cairn__dispatch_poke(h);
 }
 
 static void run_finish(cairn *h, cairn__run *r)

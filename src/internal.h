@@ -563,6 +563,7 @@ struct cairn {
     int suspend_after_ms;        /* waits longer than this suspend; negative: every wait that cannot end at once */
     atomic_llong next_wake_ms;   /* monotonic time of the earliest wake-up of a workflow suspended here; 0: none */
     atomic_int look;             /* a workflow was suspended: the dispatcher looks for due work even if idle */
+    atomic_int dispatch_idle;    /* the dispatcher's idle (see dispatcher_main): a freed thread need not poke it */
     atomic_int timed_look;       /* a deadline was set here: the dispatcher runs cairn.expire() at its next turn */
 
     /* The fleet (fleet.c). */
