@@ -8,15 +8,18 @@
  * one statement and one commit per checkpoint with no hand-off to another
  * thread; many concurrent workflows share each commit's fsync.
  *
- * Each item carries its own mutex and condition variable, so a finished
- * batch wakes exactly its own waiters, once each, and the head of the
- * queue is woken to lead the next batch: no thundering herd on one
- * condition variable shared by every waiting thread.
+ * Each item carries its own wake word (a futex), so a finished batch
+ * wakes exactly its own waiters, once each, and the head of the queue is
+ * woken to lead the next batch: no thundering herd on one condition
+ * variable shared by every waiting thread.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -431,15 +434,50 @@ static cairn__conn *free_conn(cairn *h)
     return busy && h->pending_count < SECOND_BATCH ? NULL : free;
 }
 
+/*
+ * A waiting thread sleeps on its item's wake word with a futex. A mutex and
+ * condition variable needed the signal sent under the item's mutex (the
+ * waiter may end the item's life once it sees it done), and on two CPUs
+ * the woken thread often ran at once and blocked on that mutex: two
+ * context switches more per item. Here the poster's last touch of the
+ * item is the atomic store; the futex wake after it is a system call on
+ * the address, which at worst wakes whatever waits there later for
+ * nothing, and every futex waiter (ours, glibc's) checks its word again.
+ */
+enum { ITEM_IDLE, ITEM_LEAD, ITEM_DONE };
+
+static void futex_wake1(atomic_int *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 /* Wakes one waiter, to lead or (done) because its item is written. */
 static void poke(cairn__item *it, int done)
 {
-    pthread_mutex_lock(&it->mu);
-    if (done)
-        it->done = 1;
-    it->wake = 1;
-    pthread_cond_signal(&it->cond);
-    pthread_mutex_unlock(&it->mu);
+    if (done) {
+        atomic_store(&it->wake, ITEM_DONE);
+    } else {
+        int idle = ITEM_IDLE;
+        if (!atomic_compare_exchange_strong(&it->wake, &idle, ITEM_LEAD))
+            return; /* already told to lead (or done) */
+    }
+    futex_wake1(&it->wake);
+}
+
+/* Sleeps until item is done (returns 1) or its thread should lead a batch (returns 0). */
+static int item_wait(cairn__item *it)
+{
+    for (;;) {
+        int w = atomic_load(&it->wake);
+        if (w == ITEM_DONE)
+            return 1;
+        if (w == ITEM_LEAD) {
+            if (atomic_compare_exchange_strong(&it->wake, &w, ITEM_IDLE))
+                return 0;
+            continue; /* it became DONE meanwhile */
+        }
+        syscall(SYS_futex, &it->wake, FUTEX_WAIT_PRIVATE, ITEM_IDLE, NULL, NULL, 0);
+    }
 }
 
 /*
@@ -533,8 +571,7 @@ static void drive(cairn *h)
 /* Puts an item at the end of the queue; called with commit_lock held. */
 static void enqueue_item(cairn *h, cairn__item *item)
 {
-    item->done = 0;
-    item->wake = 0;
+    atomic_store(&item->wake, ITEM_IDLE);
     item->rc = CAIRN_OK;
     item->applied = 0;
     item->errmsg[0] = '\0';
@@ -571,8 +608,6 @@ void cairn__commit_drain(cairn *h)
 int cairn__commit(cairn *h, cairn__item *item)
 {
     item->done_fn = NULL;
-    pthread_mutex_init(&item->mu, NULL);
-    pthread_cond_init(&item->cond, NULL);
     int queued = 0;
 
     for (;;) {
@@ -584,15 +619,9 @@ int cairn__commit(cairn *h, cairn__item *item)
         cairn__conn *c = h->pending_head ? free_conn(h) : NULL;
         if (!c) {
             pthread_mutex_unlock(&h->commit_lock);
-            pthread_mutex_lock(&item->mu);
-            while (!item->done && !item->wake)
-                pthread_cond_wait(&item->cond, &item->mu);
-            item->wake = 0;
-            int done = item->done;
-            pthread_mutex_unlock(&item->mu);
-            if (done)
+            if (item_wait(item))
                 break;
-            continue;
+            continue; /* woken to lead */
         }
         cairn__item *batch[CAIRN__MAX_BATCH];
         int n = take_batch(h, c, batch);
@@ -610,8 +639,6 @@ int cairn__commit(cairn *h, cairn__item *item)
             break;
         }
     }
-    pthread_mutex_destroy(&item->mu);
-    pthread_cond_destroy(&item->cond);
     if (item->rc != CAIRN_OK)
         cairn__fail_state(item->rc, item->sqlstate, item->errmsg);
     return item->rc;

@@ -267,8 +267,9 @@ void cairn__run_submit(cairn *h, cairn__run *r)
     else
         h->queue_head = r;
     h->queue_tail = r;
-    pthread_cond_signal(&h->run_cond);
     pthread_mutex_unlock(&h->run_lock);
+    /* After the unlock, so that the woken thread does not block on run_lock at once. */
+    pthread_cond_signal(&h->run_cond);
 }
 
 int cairn__sleep(cairn *h, long long ms)
@@ -294,11 +295,19 @@ void cairn__run_done(cairn *h, cairn__run *r)
     pthread_mutex_lock(&h->run_lock);
     active_remove(h, r);
     r->done = 1;
-    pthread_cond_broadcast(&r->cond);
-    int last = --r->refs == 0;
+    int held = r->refs > 1; /* by an await, or an expected start's entry */
+    int last = !held && --r->refs == 0;
     pthread_mutex_unlock(&h->run_lock);
-    if (last)
+    if (held) {
+        /*
+         * Awaits are woken after the unlock, since run_lock is what they
+         * take next, and this reference keeps r alive until they are.
+         */
+        pthread_cond_broadcast(&r->cond);
+        cairn__run_release(h, r);
+    } else if (last) {
         run_free(r);
+    }
 }
 
 /*

@@ -205,17 +205,14 @@ typedef struct cairn__item {
     const char *output; /* STEP, FINISH, SUSPEND: JSON or NULL */
     const char *error;  /* STEP, FINISH: JSON or NULL */
     long long give_up_at; /* monotonic ms after which a lost database fails the item; 0: never */
-    /* Results, valid once done is set. */
-    int done;           /* guarded by mu */
+    /* Results, valid once wake is ITEM_DONE (see commit.c). */
     int rc;
     int applied;        /* the row was written (not already there) */
     int taken;          /* ENQUEUE: written as PENDING, owned by this executor (an eager start) */
     char errmsg[256];
     char sqlstate[6];
     struct cairn__item *next;
-    pthread_mutex_t mu;  /* guards done and wake for the waiter */
-    pthread_cond_t cond; /* signalled when done, or when this item should lead */
-    int wake;
+    atomic_int wake;    /* ITEM_IDLE, ITEM_LEAD or ITEM_DONE: what the waiting thread is woken for */
     /*
      * An item queued with cairn__commit_async(): no thread waits for it;
      * done(h, it) runs on the thread that wrote its batch, once, and owns
