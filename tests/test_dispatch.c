@@ -2,7 +2,7 @@
  * The dispatcher: enqueued workflows are claimed exactly once across
  * several executors, in priority order, not before their delay, only by
  * executors that know their name, and an idle dispatcher is woken by the
- * enqueue's NOTIFY rather than its poll.
+ * enqueue's NOTIFY rather than its poll, a busy one by a thread coming free.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -278,6 +278,42 @@ static void test_busy_dispatcher_woken_by_notify(void **state)
     cairn_close(h);
 }
 
+/*
+ * Work that waits for this process's only thread: no NOTIFY comes for it
+ * (the enqueue that started the long run cleared the flag, and a claim
+ * that took all it wanted does not raise it again), so the thread coming
+ * free must wake the dispatcher. A freed thread skips that wake-up only
+ * while the dispatcher is idle; this fails if the dispatcher's idle mark
+ * is ever up while work it saw waits for a thread (60 s poll and
+ * heartbeat, 5 s bound).
+ */
+static void test_freed_thread_wakes_dispatcher(void **state)
+{
+    cairn *h = worker("disp-freed", 1, 60000);
+    usleep(300 * 1000); /* idle first: the flag is up, so the first enqueue notifies */
+    atomic_store(&hold_release, 0);
+    t_exec("SELECT cairn.enqueue('hold', 'null', id => 'freed-hold')");
+    assert_int_equal(
+        wait_count("SELECT count(*) FROM cairn.workflows WHERE id = 'freed-hold' AND status = 'PENDING'", 1, 10000), 1);
+    usleep(300 * 1000);
+    assert_int_equal(t_scalar("SELECT armed::int FROM cairn.wakeup"), 0);
+    atomic_store(&first_step_ms, 0);
+    t_exec("SELECT cairn.enqueue('stamp', 'null', id => 'freed-stamp')");
+    usleep(300 * 1000);
+    assert_int_equal(
+        t_scalar("SELECT count(*) FROM cairn.workflows WHERE id = 'freed-stamp' AND status = 'ENQUEUED'"), 1);
+    long long t0 = now_ms();
+    atomic_store(&hold_release, 1);
+    assert_int_equal(
+        wait_count("SELECT count(*) FROM cairn.workflows WHERE id = 'freed-stamp' AND status = 'SUCCESS'", 1, 10000), 1);
+    long long latency = atomic_load(&first_step_ms) - t0;
+    print_message("a thread came free: release to the waiting workflow's step %lld ms\n", latency);
+    if (latency > 5000)
+        fail_msg("the waiting workflow started %lld ms after the thread came free: nothing woke the dispatcher",
+                 latency);
+    cairn_close(h);
+}
+
 enum { PRODUCERS = 8, PER_PRODUCER = 10 };
 
 typedef struct producer {
@@ -356,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_delay_not_before_time),
         cmocka_unit_test(test_idle_dispatcher_woken_by_notify),
         cmocka_unit_test(test_busy_dispatcher_woken_by_notify),
+        cmocka_unit_test(test_freed_thread_wakes_dispatcher),
         cmocka_unit_test(test_queued_starts_from_c_wake),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
