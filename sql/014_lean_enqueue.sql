@@ -1,0 +1,206 @@
+-- cairn schema version 14: a cheaper enqueue inside the application's
+-- transaction.
+--
+-- cairn.enqueue runs inside application transactions, so every
+-- microsecond of server time it spends is taken from the application's
+-- own rate (bench/README.md, "2026-12-08"). Measured with bench_enqueue's
+-- variants, the parts of the old body that cost most beyond the row itself
+-- were: INSERT ... ON CONFLICT (a speculative insertion, with its own WAL
+-- record) where nothing can conflict, a second statement to read the
+-- wake-up flag, and in the trigger a nested call of cairn.enqueue, whose
+-- SET clause saves and restores the search path a second time.
+--
+-- So the common case, a workflow without an ID or dedup key given, is now
+-- one plain INSERT of a fresh UUIDv7 (it cannot collide: 48 bits of
+-- milliseconds and 74 random bits; if it ever did, the primary key would
+-- raise unique_violation and nothing would be written), whose RETURNING
+-- clause also reads the wake-up flag. An ID or a dedup key takes the path
+-- of version 8 unchanged: look-ups, ON CONFLICT, and the retry loop.
+-- cairn.enqueue_row writes its row itself on the same common path instead
+-- of calling cairn.enqueue.
+--
+-- Same signatures and behaviour; libraries of any version run against
+-- this schema: no oldest-library line.
+
+CREATE OR REPLACE FUNCTION cairn.enqueue(
+    workflow_name text,
+    input         json     DEFAULT NULL,
+    queue         text     DEFAULT 'default',
+    id            text     DEFAULT NULL,
+    priority      integer  DEFAULT 0,
+    delay         interval DEFAULT NULL,
+    dedup_key     text     DEFAULT NULL,
+    partition_key text     DEFAULT NULL,
+    dedup_error   boolean  DEFAULT false,
+    app_version   text     DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    wid   text := id;
+    other text;
+    got   text;
+    armed boolean;
+BEGIN
+    -- The checks are made inline, and only an argument that fails one goes
+    -- to cairn.check_name or cairn.check_payload for the precise error
+    -- (each call of a function with a SET clause costs as much as a
+    -- statement).
+    IF workflow_name IS NULL OR workflow_name = '' OR octet_length(workflow_name) > 200
+       OR workflow_name ~ '[\x01-\x1f\x7f]' THEN
+        PERFORM cairn.check_name('workflow name', workflow_name);
+    END IF;
+    IF queue IS NULL OR queue = '' OR octet_length(queue) > 200 OR queue ~ '[\x01-\x1f\x7f]' THEN
+        PERFORM cairn.check_name('queue name', queue);
+    END IF;
+    IF wid IS NOT NULL AND (wid = '' OR octet_length(wid) > 200 OR wid ~ '[\x01-\x1f\x7f]') THEN
+        PERFORM cairn.check_name('workflow ID', wid);
+    END IF;
+    IF dedup_key IS NOT NULL AND (dedup_key = '' OR octet_length(dedup_key) > 200
+                                  OR dedup_key ~ '[\x01-\x1f\x7f]') THEN
+        PERFORM cairn.check_name('dedup key', dedup_key);
+    END IF;
+    IF partition_key IS NOT NULL AND (partition_key = '' OR octet_length(partition_key) > 200
+                                      OR partition_key ~ '[\x01-\x1f\x7f]') THEN
+        PERFORM cairn.check_name('partition key', partition_key);
+    END IF;
+    IF app_version IS NOT NULL AND (app_version = '' OR octet_length(app_version) > 200
+                                    OR app_version ~ '[\x01-\x1f\x7f]') THEN
+        PERFORM cairn.check_name('application version', app_version);
+    END IF;
+    IF priority IS NULL THEN
+        RAISE EXCEPTION 'cairn: priority is NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF dedup_error IS NULL THEN
+        RAISE EXCEPTION 'cairn: dedup_error is NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF delay < interval '0' THEN
+        RAISE EXCEPTION 'cairn: delay is negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(input::text) > 16777216 THEN
+        PERFORM cairn.check_payload('workflow input', input);
+    END IF;
+
+    IF wid IS NULL AND dedup_key IS NULL THEN
+        -- The common case: one statement writes the row under a fresh
+        -- UUIDv7 (the text form of cairn.uuid7(): 48 bits of Unix
+        -- milliseconds, version 7, then the random bits and variant of a
+        -- version 4 UUID) and reads the wake-up flag.
+        INSERT INTO cairn.workflow_status AS s
+               (id, name, status, queue, priority, available_at, partition_key, app_version, input)
+        VALUES (overlay(lpad(to_hex((date_part('epoch', clock_timestamp()) * 1000)::bigint), 12, '0')
+                        PLACING '-' FROM 9 FOR 0)
+                || '-7' || substr(gen_random_uuid()::text, 16),
+                workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'),
+                partition_key, app_version, enqueue.input)
+        RETURNING s.id, (SELECT w.armed FROM cairn.wakeup w) INTO wid, armed;
+        -- cairn.wake() reads the flag again; the call is needed only while it is up.
+        IF armed THEN
+            PERFORM cairn.wake();
+        END IF;
+        RETURN wid;
+    END IF;
+    IF wid IS NULL THEN
+        -- A dedup key without an ID: the same UUIDv7 (cairn.uuid7() is not
+        -- among the grants an application role needs).
+        wid := overlay(lpad(to_hex((date_part('epoch', clock_timestamp()) * 1000)::bigint), 12, '0')
+                       PLACING '-' FROM 9 FOR 0)
+               || '-7' || substr(gen_random_uuid()::text, 16);
+    END IF;
+
+    -- Each round either inserts or finds the workflow that holds the ID or
+    -- the dedup key. It goes round again only when the row the insert ran
+    -- into was gone by the time of the lookup (a concurrent transaction's
+    -- dedup workflow that finished meanwhile, an ID deleted meanwhile): the
+    -- ID or key is free again, so the next round inserts. A few rounds are
+    -- plenty; after them the caller is told to retry, as after any
+    -- serialization failure.
+    FOR tries IN 1..3 LOOP
+        IF dedup_key IS NOT NULL THEN
+            SELECT s.id INTO other FROM cairn.workflow_status s
+             WHERE s.queue = enqueue.queue AND s.dedup_key = enqueue.dedup_key
+               AND s.status IN ('ENQUEUED', 'PENDING');
+            IF FOUND THEN
+                IF dedup_error THEN
+                    RAISE EXCEPTION 'cairn: dedup key ''%'' is held by live workflow ''%'' in queue ''%''',
+                        dedup_key, other, queue USING ERRCODE = 'unique_violation';
+                END IF;
+                RETURN other;
+            END IF;
+        END IF;
+
+        INSERT INTO cairn.workflow_status AS s
+               (id, name, status, queue, priority, available_at, dedup_key, partition_key, app_version, input)
+        VALUES (wid, workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'),
+                dedup_key, partition_key, app_version, enqueue.input)
+        ON CONFLICT DO NOTHING
+        RETURNING s.id INTO got;
+        EXIT WHEN got IS NOT NULL;
+
+        -- The ID exists, or a concurrent transaction took the dedup key.
+        SELECT s.name INTO other FROM cairn.workflow_status s WHERE s.id = wid;
+        IF FOUND THEN
+            IF other <> workflow_name THEN
+                RAISE EXCEPTION 'cairn: workflow ID ''%'' already belongs to a ''%'' workflow, not ''%''',
+                    wid, other, workflow_name USING ERRCODE = 'unique_violation';
+            END IF;
+            RETURN wid;
+        END IF;
+    END LOOP;
+    IF got IS NULL THEN
+        RAISE EXCEPTION 'cairn: the workflow holding ID ''%'' or its dedup key kept changing; retry the transaction',
+            wid USING ERRCODE = 'serialization_failure';
+    END IF;
+
+    IF (SELECT w.armed FROM cairn.wakeup w) THEN
+        PERFORM cairn.wake();
+    END IF;
+    RETURN wid;
+END
+$$;
+
+-- The trigger writes the row itself, as cairn.enqueue's common path does:
+-- its arguments are the trigger's, fixed when the trigger was created, but
+-- are still checked on every row, since CREATE TRIGGER does not check them.
+CREATE OR REPLACE FUNCTION cairn.enqueue_row() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    armed boolean;
+    doc   json;
+    wname text := TG_ARGV[0];
+    q     text := CASE WHEN TG_NARGS = 2 THEN TG_ARGV[1] ELSE 'default' END;
+BEGIN
+    IF TG_WHEN <> 'AFTER' OR TG_LEVEL <> 'ROW' OR TG_OP NOT IN ('INSERT', 'UPDATE') THEN
+        RAISE EXCEPTION 'cairn.enqueue_row must be an AFTER INSERT or UPDATE trigger FOR EACH ROW, not % % FOR EACH %',
+            TG_WHEN, TG_OP, TG_LEVEL
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    IF TG_NARGS < 1 OR TG_NARGS > 2 THEN
+        RAISE EXCEPTION 'cairn.enqueue_row takes a workflow name and optionally a queue, not % arguments', TG_NARGS
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF wname = '' OR octet_length(wname) > 200 OR wname ~ '[\x01-\x1f\x7f]' THEN
+        PERFORM cairn.check_name('workflow name', wname);
+    END IF;
+    IF q = '' OR octet_length(q) > 200 OR q ~ '[\x01-\x1f\x7f]' THEN
+        PERFORM cairn.check_name('queue name', q);
+    END IF;
+    doc := row_to_json(NEW);
+    IF octet_length(doc::text) > 16777216 THEN
+        PERFORM cairn.check_payload('workflow input', doc);
+    END IF;
+    INSERT INTO cairn.workflow_status AS s (id, name, status, queue, input)
+    VALUES (overlay(lpad(to_hex((date_part('epoch', clock_timestamp()) * 1000)::bigint), 12, '0')
+                    PLACING '-' FROM 9 FOR 0)
+            || '-7' || substr(gen_random_uuid()::text, 16),
+            wname, 'ENQUEUED', q, doc)
+    RETURNING (SELECT w.armed FROM cairn.wakeup w) INTO armed;
+    IF armed THEN
+        PERFORM cairn.wake();
+    END IF;
+    RETURN NULL;
+END
+$$;
