@@ -3,7 +3,7 @@
 --
 -- cairn.enqueue runs inside application transactions, so every
 -- microsecond of server time it spends is taken from the application's
--- own rate (bench/README.md, "2026-12-08"). Measured with bench_enqueue's
+-- own rate (bench/README.md, "2026-12-07, evening"). Measured with bench_enqueue's
 -- variants, the parts of the old body that cost most beyond the row itself
 -- were: INSERT ... ON CONFLICT (a speculative insertion, with its own WAL
 -- record) where nothing can conflict, a second statement to read the
