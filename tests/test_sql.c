@@ -357,6 +357,46 @@ static int wf_gated(cairn_ctx *ctx, const char *in, char **out, void *u)
     return *out ? CAIRN_OK : cairn_fail(ctx, "out of memory");
 }
 
+/*
+ * The IDs the SQL functions make are UUIDv7 in text form: a valid UUID,
+ * version 7, RFC 4122 variant, its first 48 bits the current Unix time in
+ * milliseconds, so that later IDs sort after earlier ones. Each path that
+ * makes one is checked: cairn.enqueue without an ID (one INSERT), with a
+ * dedup key and no ID (the look-up path), and the trigger.
+ */
+static void test_generated_ids(void **state)
+{
+    (void)state;
+    RUN(db, "DROP TABLE IF EXISTS public.idgen_rows");
+    RUN(db, "CREATE TABLE public.idgen_rows (k int)");
+    RUN(db, "CREATE TRIGGER idgen AFTER INSERT ON public.idgen_rows"
+            " FOR EACH ROW EXECUTE FUNCTION cairn.enqueue_row('idgen_trig')");
+    RUN(db, "INSERT INTO public.idgen_rows VALUES (1)");
+    char *got = value(db,
+                      "WITH ids(id) AS ("
+                      "  SELECT cairn.enqueue('idgen_wf')"
+                      "  UNION ALL SELECT cairn.enqueue('idgen_wf', dedup_key => 'idgen-key')"
+                      "  UNION ALL SELECT s.id FROM cairn.workflow_status s WHERE s.name = 'idgen_trig')"
+                      " SELECT count(*) FILTER (WHERE id::uuid::text = id AND substr(id, 15, 1) = '7'"
+                      "   AND substr(id, 20, 1) IN ('8', '9', 'a', 'b')"
+                      "   AND abs(('x' || replace(substr(id, 1, 13), '-', ''))::bit(48)::bigint"
+                      "           - (extract(epoch FROM clock_timestamp()) * 1000)::bigint) < 60000)"
+                      "   || '/' || count(*) FROM ids",
+                      0, NULL);
+    char *a = value(db, "SELECT cairn.enqueue('idgen_wf')", 0, NULL);
+    usleep(3000);
+    char *b = value(db, "SELECT cairn.enqueue('idgen_wf')", 0, NULL);
+    int ordered = strcmp(a, b) < 0;
+    free(a);
+    free(b);
+    /* Removed before the assertions, so that a failure leaves nothing for the later tests to trip on. */
+    RUN(db, "DROP TABLE public.idgen_rows");
+    RUN(db, "DELETE FROM cairn.workflow_status WHERE name IN ('idgen_wf', 'idgen_trig')");
+    assert_string_equal(got, "3/3");
+    assert_true(ordered);
+    free(got);
+}
+
 /* ---- 1. C enqueue on the application's connection --------------------------------- */
 
 static void test_c_enqueue_atomic(void **state)
@@ -1506,6 +1546,7 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_generated_ids),
         cmocka_unit_test(test_c_enqueue_atomic),
         cmocka_unit_test(test_sql_enqueue_atomic),
         cmocka_unit_test(test_trigger_atomic),
