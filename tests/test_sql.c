@@ -1534,6 +1534,13 @@ static int setup(void **state)
         return -1;
     }
     PQclear(PQexec(db, "SET client_min_messages = warning")); /* no notices from IF [NOT] EXISTS and CASCADE */
+    /*
+     * A test that fails between BEGIN and COMMIT on one of its own connections
+     * leaves that transaction open, holding its locks (the wake-up flag's row,
+     * say). A bounded wait makes the next test that needs them fail with a
+     * lock timeout instead of waiting for ctest's timeout.
+     */
+    PQclear(PQexec(db, "SET lock_timeout = '20s'"));
     return 0;
 }
 
