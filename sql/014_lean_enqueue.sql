@@ -3,21 +3,31 @@
 --
 -- cairn.enqueue runs inside application transactions, so every
 -- microsecond of server time it spends is taken from the application's
--- own rate (bench/README.md, "2026-12-07, evening"). Measured with bench_enqueue's
--- variants, the parts of the old body that cost most beyond the row itself
--- were: INSERT ... ON CONFLICT (a speculative insertion, with its own WAL
--- record) where nothing can conflict, a second statement to read the
--- wake-up flag, and in the trigger a nested call of cairn.enqueue, whose
--- SET clause saves and restores the search path a second time.
+-- own rate (bench/README.md, "2026-12-07, evening"). Measured with
+-- bench_enqueue's variants, the parts of the old body that cost most
+-- beyond the row itself were:
+--
+-- * its PL/pgSQL expressions: PL/pgSQL prepares each simple expression
+--   (an IF's condition, an assignment) again in every transaction that
+--   evaluates it, about 1.8 us each here, and the old body evaluated a
+--   dozen on every call (one per argument check). Timed in a loop inside
+--   one transaction they look free, which is how they were missed;
+-- * INSERT ... ON CONFLICT (a speculative insertion, with its own WAL
+--   record) where nothing can conflict, and a second statement to read
+--   the wake-up flag;
+-- * in the trigger, a nested call of cairn.enqueue, whose SET clause saves
+--   and restores the search path a second time.
 --
 -- So the common case, a workflow without an ID or dedup key given, is now
--- one plain INSERT of a fresh UUIDv7 (it cannot collide: 48 bits of
--- milliseconds and 74 random bits; if it ever did, the primary key would
--- raise unique_violation and nothing would be written), whose RETURNING
--- clause also reads the wake-up flag. An ID or a dedup key takes the path
--- of version 8 unchanged: look-ups, ON CONFLICT, and the retry loop.
--- cairn.enqueue_row writes its row itself on the same common path instead
--- of calling cairn.enqueue.
+-- one condition (every argument check at once) and one plain INSERT of a
+-- fresh UUIDv7 (it cannot collide: 48 bits of milliseconds and 74 random
+-- bits; if it ever did, the primary key would raise unique_violation and
+-- nothing would be written), whose RETURNING clause also wakes an idle
+-- dispatcher if the flag is up, as the library's own enqueue statements
+-- do. An argument that fails the condition is checked again one check at
+-- a time, for the precise error; an ID or a dedup key takes the path of
+-- version 8: look-ups, ON CONFLICT, and the retry loop. cairn.enqueue_row
+-- writes its row itself the same way instead of calling cairn.enqueue.
 --
 -- Same signatures and behaviour; libraries of any version run against
 -- this schema: no oldest-library line.
@@ -38,15 +48,43 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    wid   text := id;
+    wid   text;
     other text;
     got   text;
-    armed boolean;
+    woke  boolean;
 BEGIN
-    -- The checks are made inline, and only an argument that fails one goes
-    -- to cairn.check_name or cairn.check_payload for the precise error
-    -- (each call of a function with a SET clause costs as much as a
-    -- statement).
+    -- The common case: one condition, one statement (see the top of this
+    -- file). The UUIDv7 is the text form of cairn.uuid7(): 48 bits of Unix
+    -- milliseconds, version 7, then the random bits and variant of a
+    -- version 4 UUID. A NULL anywhere in the condition makes it not TRUE,
+    -- and the checks below raise the error.
+    IF (id IS NULL AND dedup_key IS NULL
+        AND workflow_name <> '' AND octet_length(workflow_name) <= 200 AND workflow_name !~ '[\x01-\x1f\x7f]'
+        AND queue <> '' AND octet_length(queue) <= 200 AND queue !~ '[\x01-\x1f\x7f]'
+        AND (partition_key IS NULL OR (partition_key <> '' AND octet_length(partition_key) <= 200
+                                       AND partition_key !~ '[\x01-\x1f\x7f]'))
+        AND (app_version IS NULL OR (app_version <> '' AND octet_length(app_version) <= 200
+                                     AND app_version !~ '[\x01-\x1f\x7f]'))
+        AND priority IS NOT NULL AND dedup_error IS NOT NULL
+        AND (delay IS NULL OR delay >= interval '0')
+        AND (input IS NULL OR octet_length(input::text) <= 16777216)) IS TRUE THEN
+        INSERT INTO cairn.workflow_status AS s
+               (id, name, status, queue, priority, available_at, partition_key, app_version, input)
+        VALUES (overlay(lpad(to_hex((date_part('epoch', clock_timestamp()) * 1000)::bigint), 12, '0')
+                        PLACING '-' FROM 9 FOR 0)
+                || '-7' || substr(gen_random_uuid()::text, 16),
+                workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'),
+                partition_key, app_version, enqueue.input)
+        RETURNING s.id, CASE WHEN (SELECT w.armed FROM cairn.wakeup w) THEN cairn.wake() END IS NOT NULL
+        INTO wid, woke;
+        RETURN wid;
+    END IF;
+
+    -- Everything else: each check on its own, so that an argument that
+    -- fails goes to cairn.check_name or cairn.check_payload for the precise
+    -- error (each call of a function with a SET clause costs as much as a
+    -- statement, so they are not called for arguments that pass).
+    wid := id;
     IF workflow_name IS NULL OR workflow_name = '' OR octet_length(workflow_name) > 200
        OR workflow_name ~ '[\x01-\x1f\x7f]' THEN
         PERFORM cairn.check_name('workflow name', workflow_name);
@@ -82,28 +120,9 @@ BEGIN
         PERFORM cairn.check_payload('workflow input', input);
     END IF;
 
-    IF wid IS NULL AND dedup_key IS NULL THEN
-        -- The common case: one statement writes the row under a fresh
-        -- UUIDv7 (the text form of cairn.uuid7(): 48 bits of Unix
-        -- milliseconds, version 7, then the random bits and variant of a
-        -- version 4 UUID) and reads the wake-up flag.
-        INSERT INTO cairn.workflow_status AS s
-               (id, name, status, queue, priority, available_at, partition_key, app_version, input)
-        VALUES (overlay(lpad(to_hex((date_part('epoch', clock_timestamp()) * 1000)::bigint), 12, '0')
-                        PLACING '-' FROM 9 FOR 0)
-                || '-7' || substr(gen_random_uuid()::text, 16),
-                workflow_name, 'ENQUEUED', queue, priority, now() + coalesce(delay, interval '0'),
-                partition_key, app_version, enqueue.input)
-        RETURNING s.id, (SELECT w.armed FROM cairn.wakeup w) INTO wid, armed;
-        -- cairn.wake() reads the flag again; the call is needed only while it is up.
-        IF armed THEN
-            PERFORM cairn.wake();
-        END IF;
-        RETURN wid;
-    END IF;
     IF wid IS NULL THEN
-        -- A dedup key without an ID: the same UUIDv7 (cairn.uuid7() is not
-        -- among the grants an application role needs).
+        -- The same UUIDv7 (cairn.uuid7() is not among the grants an
+        -- application role needs).
         wid := overlay(lpad(to_hex((date_part('epoch', clock_timestamp()) * 1000)::bigint), 12, '0')
                        PLACING '-' FROM 9 FOR 0)
                || '-7' || substr(gen_random_uuid()::text, 16);
@@ -161,46 +180,44 @@ END
 $$;
 
 -- The trigger writes the row itself, as cairn.enqueue's common path does:
--- its arguments are the trigger's, fixed when the trigger was created, but
--- are still checked on every row, since CREATE TRIGGER does not check them.
+-- one condition, one statement. Its arguments are the trigger's, fixed
+-- when the trigger was created, but are still checked on every row, since
+-- CREATE TRIGGER does not check them.
 CREATE OR REPLACE FUNCTION cairn.enqueue_row() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    armed boolean;
-    doc   json;
-    wname text := TG_ARGV[0];
-    q     text := CASE WHEN TG_NARGS = 2 THEN TG_ARGV[1] ELSE 'default' END;
+    doc  json;
+    woke boolean;
 BEGIN
-    IF TG_WHEN <> 'AFTER' OR TG_LEVEL <> 'ROW' OR TG_OP NOT IN ('INSERT', 'UPDATE') THEN
-        RAISE EXCEPTION 'cairn.enqueue_row must be an AFTER INSERT or UPDATE trigger FOR EACH ROW, not % % FOR EACH %',
-            TG_WHEN, TG_OP, TG_LEVEL
-            USING ERRCODE = 'feature_not_supported';
-    END IF;
-    IF TG_NARGS < 1 OR TG_NARGS > 2 THEN
-        RAISE EXCEPTION 'cairn.enqueue_row takes a workflow name and optionally a queue, not % arguments', TG_NARGS
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF wname = '' OR octet_length(wname) > 200 OR wname ~ '[\x01-\x1f\x7f]' THEN
-        PERFORM cairn.check_name('workflow name', wname);
-    END IF;
-    IF q = '' OR octet_length(q) > 200 OR q ~ '[\x01-\x1f\x7f]' THEN
-        PERFORM cairn.check_name('queue name', q);
-    END IF;
     doc := row_to_json(NEW);
-    IF octet_length(doc::text) > 16777216 THEN
+    IF (TG_WHEN = 'AFTER' AND TG_LEVEL = 'ROW' AND TG_OP IN ('INSERT', 'UPDATE') AND TG_NARGS BETWEEN 1 AND 2
+        AND TG_ARGV[0] <> '' AND octet_length(TG_ARGV[0]) <= 200 AND TG_ARGV[0] !~ '[\x01-\x1f\x7f]'
+        AND (TG_NARGS = 1 OR (TG_ARGV[1] <> '' AND octet_length(TG_ARGV[1]) <= 200
+                              AND TG_ARGV[1] !~ '[\x01-\x1f\x7f]'))
+        AND octet_length(doc::text) <= 16777216) IS NOT TRUE THEN
+        IF TG_WHEN <> 'AFTER' OR TG_LEVEL <> 'ROW' OR TG_OP NOT IN ('INSERT', 'UPDATE') THEN
+            RAISE EXCEPTION 'cairn.enqueue_row must be an AFTER INSERT or UPDATE trigger FOR EACH ROW, not % % FOR EACH %',
+                TG_WHEN, TG_OP, TG_LEVEL
+                USING ERRCODE = 'feature_not_supported';
+        END IF;
+        IF TG_NARGS < 1 OR TG_NARGS > 2 THEN
+            RAISE EXCEPTION 'cairn.enqueue_row takes a workflow name and optionally a queue, not % arguments', TG_NARGS
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM cairn.check_name('workflow name', TG_ARGV[0]);
+        IF TG_NARGS = 2 THEN
+            PERFORM cairn.check_name('queue name', TG_ARGV[1]);
+        END IF;
         PERFORM cairn.check_payload('workflow input', doc);
     END IF;
     INSERT INTO cairn.workflow_status AS s (id, name, status, queue, input)
     VALUES (overlay(lpad(to_hex((date_part('epoch', clock_timestamp()) * 1000)::bigint), 12, '0')
                     PLACING '-' FROM 9 FOR 0)
             || '-7' || substr(gen_random_uuid()::text, 16),
-            wname, 'ENQUEUED', q, doc)
-    RETURNING (SELECT w.armed FROM cairn.wakeup w) INTO armed;
-    IF armed THEN
-        PERFORM cairn.wake();
-    END IF;
+            TG_ARGV[0], 'ENQUEUED', CASE WHEN TG_NARGS = 2 THEN TG_ARGV[1] ELSE 'default' END, doc)
+    RETURNING CASE WHEN (SELECT w.armed FROM cairn.wakeup w) THEN cairn.wake() END IS NOT NULL INTO woke;
     RETURN NULL;
 END
 $$;
