@@ -1,4 +1,4 @@
--- cairn schema version 14: a cheaper enqueue inside the application's
+-- cairn schema version 14: a cheaper enqueue (and send) inside the application's
 -- transaction.
 --
 -- cairn.enqueue runs inside application transactions, so every
@@ -219,5 +219,54 @@ BEGIN
             TG_ARGV[0], 'ENQUEUED', CASE WHEN TG_NARGS = 2 THEN TG_ARGV[1] ELSE 'default' END, doc)
     RETURNING CASE WHEN (SELECT w.armed FROM cairn.wakeup w) THEN cairn.wake() END IS NOT NULL INTO woke;
     RETURN NULL;
+END
+$$;
+
+-- cairn.send, as in version 10, with its checks made the same way: one
+-- condition for all of them, and the check functions (each a call with a
+-- SET clause) only for an argument that fails it; and the wake-up flag
+-- read in the statement that records the poke, so that cairn.wake() (a
+-- call with a SET clause too) runs only while the flag is up.
+CREATE OR REPLACE FUNCTION cairn.send(
+    workflow_id text,
+    topic       text,
+    message     json,
+    message_id  text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    woke boolean;
+BEGIN
+    IF (workflow_id <> '' AND octet_length(workflow_id) <= 200 AND workflow_id !~ '[\x01-\x1f\x7f]'
+        AND topic <> '' AND octet_length(topic) <= 200 AND topic !~ '[\x01-\x1f\x7f]'
+        AND (message_id IS NULL OR (message_id <> '' AND octet_length(message_id) <= 200
+                                    AND message_id !~ '[\x01-\x1f\x7f]'))
+        AND (message IS NULL OR octet_length(message::text) <= 16777216)) IS NOT TRUE THEN
+        PERFORM cairn.check_name('workflow ID', workflow_id);
+        PERFORM cairn.check_name('topic', topic);
+        IF message_id IS NOT NULL THEN
+            PERFORM cairn.check_name('message ID', message_id);
+        END IF;
+        PERFORM cairn.check_payload('message', message);
+    END IF;
+    PERFORM 1 FROM cairn.workflow_status s WHERE s.id = send.workflow_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'cairn: no workflow has ID ''%''', workflow_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF message_id IS NOT NULL THEN
+        INSERT INTO cairn.message_ids (workflow_id, message_id)
+        VALUES (send.workflow_id, send.message_id)
+        ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+    END IF;
+    INSERT INTO cairn.messages (workflow_id, topic, message_id, message)
+    VALUES (send.workflow_id, send.topic, send.message_id, send.message);
+    INSERT INTO cairn.pokes (workflow_id) VALUES (send.workflow_id)
+    RETURNING CASE WHEN (SELECT w.armed FROM cairn.wakeup w) THEN cairn.wake() END IS NOT NULL INTO woke;
+    RETURN true;
 END
 $$;

@@ -1230,7 +1230,9 @@ static void test_enqueue_under_snapshot_isolation(void **state)
 /*
  * Everything an application does, as the role, in a transaction that is
  * rolled back: enqueue with a generated ID, priority, delay and dedup key;
- * enqueue an existing ID again; send with a message ID; fire the trigger.
+ * enqueue an existing ID again; send with a message ID; fire the trigger;
+ * then a send with an empty topic and an enqueue of an oversized input,
+ * which must fail with their own errors, not with "permission denied".
  * Returns 0, or the SQLSTATE and message of the first failure in state/msg.
  */
 static int app_trial(PGconn *app, char state[6], char *msg, size_t msglen)
@@ -1255,6 +1257,28 @@ static int app_trial(PGconn *app, char state[6], char *msg, size_t msglen)
         PQclear(r);
     }
     RUN(app, "ROLLBACK");
+    /*
+     * Bad arguments must get their precise errors, which come from the check
+     * functions: the calls that succeed above never reach them.
+     */
+    static const struct {
+        const char *sql, *state;
+    } refusals[] = {
+        {"SELECT cairn.send('lp-existing', '', '{\"m\":1}')", "22023"},
+        {"SELECT cairn.enqueue('lp_wf', json_build_object('x', repeat('a', 16777217)))", "54000"},
+    };
+    for (size_t i = 0; i < sizeof refusals / sizeof refusals[0] && !failed; i++) {
+        RUN(app, "BEGIN");
+        PGresult *r = PQexec(app, refusals[i].sql);
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (PQresultStatus(r) != PGRES_FATAL_ERROR || !st || strcmp(st, refusals[i].state) != 0) {
+            snprintf(state, 6, "%s", st ? st : "");
+            snprintf(msg, msglen, "%s: %s", refusals[i].sql, PQresultErrorMessage(r));
+            failed = 1;
+        }
+        PQclear(r);
+        RUN(app, "ROLLBACK");
+    }
     return failed;
 }
 
